@@ -1,0 +1,1 @@
+"""RL agents for on-the-fly retrieval (see the README)."""

@@ -1,0 +1,1 @@
+"""Embedding backends: the seam between sketches and the retrieval environment (see the README)."""

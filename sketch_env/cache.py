@@ -1,0 +1,107 @@
+"""On-disk caches: where they live, atomic writes, and verified loads.
+
+Every cache file is written to a temporary file in the destination folder and moved into place with
+``os.replace``, so a reader sees either the old file or the complete new one, never a partial write, and
+a run killed mid-write leaves the previous cache intact. Each cache stores the key (a hash of everything
+that determines its content); a file whose key differs (stale) or that cannot be read (truncated,
+corrupt) is rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["cache_dir", "stable_hash", "atomic_path", "save_npz_atomic", "load_npz_checked", "cached_npz"]
+
+ENV_VAR = "SKETCH_ENV_CACHE"
+
+
+def cache_dir(sub: str | None = None) -> Path:
+    """The cache root: ``$SKETCH_ENV_CACHE``, else ``$XDG_CACHE_HOME/sketch_env``, else ``~/.cache/sketch_env``."""
+    root = os.environ.get(ENV_VAR)
+    if root:
+        base = Path(root)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg) if xdg else Path.home() / ".cache") / "sketch_env"
+    path = base / sub if sub else base
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def stable_hash(obj: object, length: int = 16) -> str:
+    """SHA-256 of the canonical JSON of ``obj`` (sorted keys), truncated: a cache key."""
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it onto ``path`` atomically.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def save_npz_atomic(path: str | Path, key: str, **arrays: np.ndarray) -> None:
+    """Write arrays plus their cache ``key`` to an uncompressed ``.npz``, atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, __cache_key__=np.array(key), **arrays)
+
+
+def load_npz_checked(path: str | Path, key: str, required: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
+    """Load a cache written by :func:`save_npz_atomic`; ``None`` if missing, stale or unreadable.
+
+    Object arrays are never unpickled (``allow_pickle=False``).
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["__cache_key__"]) != key:
+                warnings.warn(f"cache {path} is stale (its key differs); rebuilding", stacklevel=3)
+                return None
+            out = {k: data[k] for k in data.files if k != "__cache_key__"}
+    except Exception as exc:  # truncated zip, bad header, missing key...
+        warnings.warn(f"cache {path} is unreadable ({type(exc).__name__}: {exc}); rebuilding", stacklevel=3)
+        return None
+    missing = [k for k in required if k not in out]
+    if missing:
+        warnings.warn(f"cache {path} lacks {missing}; rebuilding", stacklevel=3)
+        return None
+    return out
+
+
+def cached_npz(
+    path: str | Path, key: str, build: Callable[[], dict[str, np.ndarray]], required: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
+    """Return the cache at ``path`` if valid for ``key``, else ``build()`` it and save it atomically."""
+    data = load_npz_checked(path, key, required)
+    if data is None:
+        data = build()
+        save_npz_atomic(path, key, **data)
+    return data

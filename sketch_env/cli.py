@@ -1,0 +1,99 @@
+"""The ``sketch-env`` command line.
+
+``sketch-env data info NAME [--root PATH] [--scheme S]``   counts per split
+``sketch-env data show NAME [--root PATH] --out FILE.png``   contact sheet of progressive sketches
+
+Other packages add command groups through :func:`add_command_group` hooks listed in ``_GROUPS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from sketch_env.errors import SketchEnvError
+
+__all__ = ["main", "build_parser"]
+
+# command groups defined elsewhere: "module:function(subparsers)"; imported lazily so that
+# `sketch-env data ...` never pays for torch
+_GROUPS: list[str] = []
+
+
+def _add_dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="dataset name (kanji, synthetic, qmul, shoev2, chairv2, sketchy, quickdraw)")
+    p.add_argument("--root", default=None, help="data folder, for the datasets read from your disk")
+    p.add_argument("--scheme", default=None, help="split scheme (kanji: instance, category, style)")
+
+
+def _cmd_data_info(args: argparse.Namespace) -> int:
+    from sketch_env.datasets import make_dataset
+
+    dataset = make_dataset(args.name, root=args.root, **({"scheme": args.scheme} if args.scheme else {}))
+    schemes = dataset.schemes if args.scheme is None else (args.scheme,)
+    print(f"dataset {args.name}" + (f" (root {args.root})" if args.root else ""))
+    cols = ["sketches", "photos", "categories", "styles", "strokes_median", "points_median"]
+    print("| scheme | split | " + " | ".join(cols) + " |")
+    print("|" + " --- |" * (len(cols) + 2))
+    for scheme in schemes:
+        ds = dataset if scheme == dataset.scheme else make_dataset(args.name, root=args.root, scheme=scheme)
+        for split, row in ds.info().items():
+            cells = [f"{row[c]:g}" if isinstance(row[c], float) else str(row[c]) for c in cols]
+            print(f"| {scheme} | {split} | " + " | ".join(cells) + " |")
+    return 0
+
+
+def _cmd_data_show(args: argparse.Namespace) -> int:
+    from sketch_env.datasets import make_dataset
+    from sketch_env.schedule import make_schedule
+    from sketch_env.viz import contact_sheet, write_png
+
+    dataset = make_dataset(args.name, root=args.root, **({"scheme": args.scheme} if args.scheme else {}))
+    sheet = contact_sheet(
+        dataset, split=args.split, rows=args.rows, schedule=make_schedule(args.schedule, args.steps),
+        size=args.size, seed=args.seed,
+    )
+    path = write_png(args.out, sheet)
+    print(f"wrote {path} ({sheet.shape[1]}x{sheet.shape[0]} px, {args.rows} sketches of the {args.split} split)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sketch-env", description="On-the-fly sketch-based image retrieval with RL.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data_parser = sub.add_parser("data", help="datasets: counts and contact sheets")
+    data = data_parser.add_subparsers(dest="data_cmd", required=True)
+    info = data.add_parser("info", help="print counts per split")
+    _add_dataset_args(info)
+    info.set_defaults(func=_cmd_data_info)
+    show = data.add_parser("show", help="write a contact sheet of progressive sketches beside their photos")
+    _add_dataset_args(show)
+    show.add_argument("--out", required=True, help="output PNG file")
+    show.add_argument("--split", default="test", choices=("train", "test"))
+    show.add_argument("--rows", type=int, default=8, help="number of sketches (rows)")
+    show.add_argument("--steps", type=int, default=10, help="partial sketches per row")
+    show.add_argument("--schedule", default="points", choices=("points", "strokes"))
+    show.add_argument("--size", type=int, default=96, help="raster side in pixels")
+    show.add_argument("--seed", type=int, default=0)
+    show.set_defaults(func=_cmd_data_show)
+
+    for hook in _GROUPS:
+        module, func = hook.split(":")
+        getattr(importlib.import_module(module), func)(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (SketchEnvError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"sketch-env: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
