@@ -1,0 +1,117 @@
+"""The baselines table (TS, B1, B2, B3) on a dataset, trained from scratch here.
+
+    python benchmarks/baselines.py                       # kanji, 10 minutes of training per row
+    python benchmarks/baselines.py --minutes 2 --rows b1 b2
+
+Each row is trained with a wall-time budget (``--minutes``; B3's budget is shared by its per-step
+models, which start from the B1 checkpoint), then its test features are cached and scored: A@1/5/10
+on complete sketches, m@A and m@B over the S-step schedule, on the test gallery and, for kanji, on the
+harder gallery with every train photo added as a distractor. Writes ``baselines.md``, ``baselines.csv``
+and ``curves.png`` to ``--out`` and prints the table, each row's training time and the feature-caching
+throughput (rasters per second, render + embed).
+
+Training resumes from the run folders, so a killed benchmark picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from embeddings.base import load_backend  # noqa: E402
+from embeddings.evaluate import evaluate_store, format_table, plot_curves, write_curves_csv  # noqa: E402
+from embeddings.store import gallery_embeddings, open_feature_store  # noqa: E402
+from embeddings.train import TrainConfig, resolve_device, train_backend  # noqa: E402
+from sketch_env.datasets import make_dataset  # noqa: E402
+from sketch_env.schedule import PointSchedule  # noqa: E402
+
+LABELS = {"ts": "TS (triplet Siamese)", "b1": "B1 (triplet + attention)", "b2": "B2 (B1 on partial sketches)",
+          "b3": "B3 (one model per step group)"}
+
+
+def _write(rows: dict, curves: dict, args: argparse.Namespace, device: str, out: Path) -> None:
+    cols = ("gallery_size", "A@1", "A@5", "A@10", "m@A", "m@B", "train_min")
+    table = format_table(rows, columns=cols)
+    print(table)
+    (out / "baselines.md").write_text(
+        f"`python benchmarks/baselines.py --dataset {args.dataset} --minutes {args.minutes:g}` "
+        f"({platform.machine()}, device {device})\n\n{table}\n")
+    with open(out / "baselines.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", *cols])
+        for label, r in rows.items():
+            w.writerow([label, *[r[c] for c in cols]])
+    plot_curves(curves, out / "curves.png", title=f"{args.dataset}: frozen baselines over the sketch")
+    write_curves_csv(curves, out / "curves.csv")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="kanji")
+    p.add_argument("--root", default=None)
+    p.add_argument("--rows", nargs="+", default=["ts", "b1", "b2", "b3"], choices=list(LABELS))
+    p.add_argument("--minutes", type=float, default=10.0, help="training budget per row")
+    p.add_argument("--epochs", type=int, default=200, help="epoch cap (the budget usually ends training first)")
+    p.add_argument("--b3-models", type=int, default=20, help="B3 models (S by default, one per step)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--runs", default="runs/benchmarks/baselines", help="run folders (checkpoints)")
+    p.add_argument("--out", default="benchmarks/results/baselines")
+    args = p.parse_args(argv)
+
+    device = str(resolve_device(args.device))
+    dataset = make_dataset(args.dataset, root=args.root)
+    schedule = PointSchedule(args.steps)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = Path(args.runs) / f"{args.dataset}-{dataset.scheme}"
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"device {device}; torch {torch.__version__}")
+
+    rows, curves, timing = {}, {}, {}
+    order = [r for r in ("b1", "b2", "b3", "ts") if r in args.rows]
+    if "b3" in order and "b1" not in order and not (runs / f"b1-s{args.seed}" / "backend.pt").exists():
+        order.insert(0, "b1")  # B3 starts from B1
+    for name in order:
+        options = {}
+        if name == "b3":
+            options = {"models": args.b3_models, "init_from": str(runs / f"b1-s{args.seed}" / "backend.pt")}
+        cfg = TrainConfig(backend=name, dataset=args.dataset, root=args.root, minutes=args.minutes,
+                          epochs=args.epochs, seed=args.seed, device=device, steps=args.steps, progress=False,
+                          out=str(runs / f"{name}-s{args.seed}"), backend_options=options)
+        t0 = time.perf_counter()
+        checkpoint = train_backend(cfg)
+        history = json.loads((Path(cfg.out) / "history.json").read_text())
+        train_seconds = history[-1]["elapsed"]
+        print(f"[{name}] trained {train_seconds:.0f} s over {len(history)} epochs "
+              f"(this call {time.perf_counter() - t0:.0f} s)")
+        backend = load_backend(checkpoint, device=device)
+        test = open_feature_store(backend, dataset, "test", schedule)
+        label = LABELS[name]
+        result = evaluate_store(test)
+        rows[label] = {**result, "train_min": train_seconds / 60}
+        curves[label] = result["curves"]
+        timing[label] = {"train_seconds": train_seconds, "epochs": len(history),
+                         "cache_rasters_per_s": test.meta.get("rasters_per_second")}
+        if args.dataset == "kanji":
+            hard = evaluate_store(test, distractors=gallery_embeddings(backend, dataset, "train"))
+            rows[f"{label}, all {hard['gallery_size']} photos"] = {**hard, "train_min": train_seconds / 60}
+        _write(rows, curves, args, device, out)  # after every row, so a stopped run keeps its rows
+
+    print(json.dumps(timing, indent=1))
+    print(f"wrote {out / 'baselines.md'}, {out / 'baselines.csv'}, {out / 'curves.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

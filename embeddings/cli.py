@@ -1,0 +1,178 @@
+"""``sketch-env embed train|cache|eval`` and ``sketch-env run`` (the main job on the embedded data)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import fields
+from pathlib import Path
+
+__all__ = ["add_commands"]
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    from embeddings.train import TrainConfig
+
+    defaults = TrainConfig()
+    p.add_argument("--backend", default=defaults.backend, help="ts | b1 | b2 | b3 (rows of the paper's main table)")
+    p.add_argument("--dataset", default=defaults.dataset)
+    p.add_argument("--root", default=None, help="data folder for datasets read from disk")
+    p.add_argument("--scheme", default=None, help="split scheme (kanji: instance, category, style)")
+    p.add_argument("--out", default=None, help="run folder (default runs/embeddings/<dataset>-<scheme>/<backend>-s<seed>)")
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--minutes", type=float, default=None, help="wall-time budget of training")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
+    p.add_argument("--steps", type=int, default=defaults.steps, help="schedule length S")
+    p.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
+                   help='backend option, e.g. --option loss=\'"holef"\' --option models=5 '
+                        '--option photo_preprocess=\'"canny"\' --option init_from=\'"runs/.../backend.pt"\'')
+
+
+def _train_config(args: argparse.Namespace):
+    from embeddings.train import TrainConfig
+
+    options = {}
+    for item in args.option:
+        key, _, value = item.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value  # a bare string
+    known = {f.name for f in fields(TrainConfig)}
+    kw = {k: v for k, v in vars(args).items() if k in known}
+    return TrainConfig(**kw, augment=not args.no_augment, progress=not args.no_progress, backend_options=options)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from embeddings.train import train_backend
+
+    cfg = _train_config(args)
+    t0 = time.perf_counter()
+    path = train_backend(cfg)
+    print(f"backend checkpoint: {path} ({time.perf_counter() - t0:.0f} s in this call)")
+    return 0
+
+
+def _open_store(args: argparse.Namespace, split: str):
+    from embeddings.base import load_backend
+    from embeddings.store import open_feature_store
+    from embeddings.train import resolve_device
+    from sketch_env.datasets import make_dataset
+    from sketch_env.schedule import PointSchedule
+
+    backend = load_backend(args.checkpoint, device=str(resolve_device(args.device)))
+    dataset = make_dataset(args.dataset or backend.config["dataset"], root=args.root,
+                           **({"scheme": args.scheme or backend.config["scheme"]}))
+    store = open_feature_store(backend, dataset, split, PointSchedule(args.steps), batch_size=args.batch_size)
+    return backend, dataset, store
+
+
+def _add_store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="backend.pt written by `sketch-env embed train`")
+    p.add_argument("--dataset", default=None, help="default: the dataset the backend was trained on")
+    p.add_argument("--root", default=None)
+    p.add_argument("--scheme", default=None)
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=64, help="sketches rendered and embedded per batch")
+    p.add_argument("--device", default="auto")
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    _, _, store = _open_store(args, args.split)
+    m = store.meta
+    print(f"feature store {store.path}: {m['n']} sketches x {m['S']} steps, F={m['F']}, d={m['d']}, "
+          f"{m['P']} photos")
+    return 0
+
+
+def evaluate_checkpoint(args: argparse.Namespace, name: str | None = None) -> dict:
+    """Evaluate a backend on a split (and, with ``--distractors``, a gallery grown by the train photos)."""
+    from embeddings.evaluate import evaluate_store, format_table, plot_curves, write_curves_csv
+
+    backend, dataset, store = _open_store(args, args.split)
+    label = name or backend.name.upper()
+    rows, curves = {}, {}
+    result = evaluate_store(store)
+    rows[label] = result
+    curves[label] = result["curves"]
+    if args.distractors:
+        other = "train" if args.split == "test" else "test"
+        from embeddings.store import gallery_embeddings
+
+        hard = evaluate_store(store, distractors=gallery_embeddings(backend, dataset, other))
+        rows[f"{label} (+{other} photos)"] = hard
+        curves[f"{label} (+{other} photos)"] = hard["curves"]
+    out = Path(args.out or Path(args.checkpoint).parent / f"eval-{args.split}")
+    out.mkdir(parents=True, exist_ok=True)
+    plot_curves(curves, out / "curves.png", title=f"{dataset.name} {dataset.scheme} {args.split}")
+    write_curves_csv(curves, out / "curves.csv")
+    table = format_table(rows, columns=("gallery_size", "A@1", "A@5", "A@10", "m@A", "m@B"))
+    (out / "metrics.md").write_text(table + "\n")
+    print(table)
+    print(f"plot: {out / 'curves.png'}  curves: {out / 'curves.csv'}")
+    return rows
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    evaluate_checkpoint(args)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    """Contact sheet, then train B1 (or resume), cache test features, evaluate and plot."""
+    from embeddings.train import TrainConfig, train_backend
+    from sketch_env.datasets import make_dataset
+    from sketch_env.viz import contact_sheet, write_png
+
+    out = Path(args.out)
+    dataset = make_dataset(args.dataset, root=args.root)
+    sheet = write_png(out / f"{args.dataset}_contact_sheet.png", contact_sheet(dataset))
+    print(f"contact sheet: {sheet}")
+    cfg = TrainConfig(backend=args.backend, dataset=args.dataset, root=args.root, minutes=args.minutes,
+                      epochs=args.epochs, seed=args.seed, device=args.device,
+                      out=str(out / "embeddings" / f"{args.dataset}-{dataset.scheme}" / f"{args.backend}-s{args.seed}"))
+    checkpoint = train_backend(cfg)
+    ns = argparse.Namespace(checkpoint=str(checkpoint), dataset=args.dataset, root=args.root, scheme=None,
+                            split="test", steps=args.steps, batch_size=64, device=args.device,
+                            distractors=args.distractors, out=str(out / "eval"))
+    evaluate_checkpoint(ns)
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    embed = sub.add_parser("embed", help="embedding backends: train, cache features, evaluate")
+    esub = embed.add_subparsers(dest="embed_cmd", required=True)
+    train = esub.add_parser("train", help="train a backend (checkpoint every epoch; resumes from its run folder)")
+    _add_train_args(train)
+    train.set_defaults(func=_cmd_train)
+    cache = esub.add_parser("cache", help="compute and store features of every (sketch, step) and the gallery")
+    _add_store_args(cache)
+    cache.set_defaults(func=_cmd_cache)
+    ev = esub.add_parser("eval", help="A@1/5/10, m@A, m@B of the frozen backend, with a plot")
+    _add_store_args(ev)
+    ev.add_argument("--distractors", action="store_true", help="also rank against a gallery grown by the other split")
+    ev.add_argument("--out", default=None, help="folder for curves.png / curves.csv / metrics.md")
+    ev.set_defaults(func=_cmd_eval)
+
+    run = sub.add_parser("run", help="the main job: contact sheet, train B1, cache features, evaluate")
+    run.add_argument("--dataset", default="kanji")
+    run.add_argument("--root", default=None)
+    run.add_argument("--backend", default="b1")
+    run.add_argument("--minutes", type=float, default=10.0, help="training budget")
+    run.add_argument("--epochs", type=int, default=60)
+    run.add_argument("--steps", type=int, default=20)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--device", default="auto")
+    run.add_argument("--distractors", action=argparse.BooleanOptionalAction, default=True,
+                     help="also evaluate with the train photos added to the gallery")
+    run.add_argument("--out", default="runs", help="output folder")
+    run.set_defaults(func=_cmd_run)
+

@@ -1,0 +1,117 @@
+"""Evaluating a frozen backend on its feature store: ranks, the paper's table row, curves, plots.
+
+The frozen model's own query of every partial sketch (``store.queries``) is ranked against the split's
+gallery; :func:`sketch_env.metrics.summarise` turns the ``(n, S)`` ranks into A@1/5/10, m@A and m@B (x100)
+and :func:`sketch_env.metrics.retrieval_curves` into the per-step curves of the paper's plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embeddings.store import FeatureStore
+from sketch_env.cache import atomic_path
+from sketch_env.metrics import ranks_from_embeddings, retrieval_curves, summarise
+
+__all__ = ["evaluate_store", "plot_curves", "write_curves_csv", "format_table"]
+
+
+def evaluate_store(store: FeatureStore, distractors: np.ndarray | None = None, chunk: int = 4096) -> dict[str, Any]:
+    """Rank the backend's own query of every (sketch, step) of ``store`` against its gallery.
+
+    ``distractors`` (``(D, d)`` photo embeddings, e.g. of the other split) are appended after the gallery,
+    so each sketch's true index is unchanged and ``N = P + D``.
+
+    Returns :func:`~sketch_env.metrics.summarise`'s row (``A@q``, ``m@A``, ``m@B`` x100, ``gallery_size``,
+    ``sketches``, ``steps``), plus ``curves`` (:func:`~sketch_env.metrics.retrieval_curves`) and the raw
+    int64 ``ranks`` ``(n, S)``.
+    """
+    gallery = np.asarray(store.gallery, dtype=np.float32)
+    if distractors is not None:
+        extra = np.asarray(distractors, dtype=np.float32)
+        if extra.ndim != 2 or extra.shape[1] != gallery.shape[1]:
+            raise ValueError(f"distractors must have shape (D, {gallery.shape[1]}), got {extra.shape}")
+        gallery = np.concatenate([gallery, extra])
+    n, steps, dim = store.queries.shape
+    queries = store.queries.reshape(n * steps, dim)  # a view: the memory map is read chunk by chunk
+    true_index = np.repeat(np.asarray(store.photo_index, dtype=np.int64), steps)
+    ranks = ranks_from_embeddings(queries, gallery, true_index, chunk=chunk).reshape(n, steps)
+    result: dict[str, Any] = dict(summarise(ranks, len(gallery)))
+    result["curves"] = retrieval_curves(ranks, len(gallery))
+    result["ranks"] = ranks
+    return result
+
+
+def plot_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path, title: str = "") -> Path:
+    """One PNG with two panels, ranking percentile and ``1 / rank`` against the % of the sketch drawn,
+    one line per named method (``curves[name]`` as returned by ``retrieval_curves``). Written atomically.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    fig = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    panels = (("ranking_percentile", "ranking percentile"), ("inverse_rank", "1 / rank"))
+    for ax, (column, label) in zip(axes, panels):
+        for name, curve in curves.items():
+            ax.plot(np.asarray(curve["percent"]), np.asarray(curve[column]), marker=".", label=name)
+        ax.set_xlabel("% of sketch drawn")
+        ax.set_ylabel(label)
+        ax.set_xlim(0, 100)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylim(0, 1.02)
+    if curves:
+        axes[1].legend(loc="best", fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+    return path
+
+
+def write_curves_csv(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path) -> Path:
+    """The curves as CSV, one row per (method, step): ``method, percent, ranking_percentile, inverse_rank``."""
+    path = Path(path)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["method", "percent", "ranking_percentile", "inverse_rank"])
+    for name, curve in curves.items():
+        for pct, rp, inv in zip(curve["percent"], curve["ranking_percentile"], curve["inverse_rank"]):
+            writer.writerow([name, f"{float(pct):.4g}", f"{float(rp):.6f}", f"{float(inv):.6f}"])
+    with atomic_path(path) as tmp:
+        tmp.write_text(text.getvalue())
+    return path
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        v = float(value)
+        return "-" if math.isnan(v) else f"{v:.1f}"
+    return str(value)
+
+
+def format_table(
+    rows: Mapping[str, Mapping[str, Any]], columns: Sequence[str] = ("A@1", "A@5", "A@10", "m@A", "m@B")
+) -> str:
+    """A Markdown table, one row per named method, figures to 1 decimal (missing ones as ``-``)."""
+    lines = [
+        "| method | " + " | ".join(columns) + " |",
+        "| --- | " + " | ".join("---:" for _ in columns) + " |",
+    ]
+    for name, row in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,172 @@
+"""Networks: the small CNN backbone (trained from scratch on a CPU), spatial attention, the embedding
+head, and the triplet losses (batch-all triplet, HOLEF).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "SpatialAttention",
+    "SmallCNN",
+    "Branch",
+    "batch_all_triplet_loss",
+    "HOLEFDistance",
+    "torchvision_backbone",
+]
+
+
+class SpatialAttention(nn.Module):
+    """Soft spatial attention with a residual connection (Deep Spatial-Semantic Attention, Song et al.
+    ICCV 2017): ``a = softmax_{hw}(conv1x1(relu(conv3x3(x))))`` over the H x W positions, rescaled so a
+    uniform map is 1, and ``y = x + x * a``. The residual keeps the un-attended signal, so attention can
+    only re-weight, never erase, what the backbone sees.
+    """
+
+    def __init__(self, channels: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, hidden, 3, padding=1)
+        self.score = nn.Conv2d(hidden, 1, 1)
+
+    def attention_map(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        logits = self.score(F.relu(self.conv(x))).view(b, h * w)
+        return (torch.softmax(logits, dim=1) * (h * w)).view(b, 1, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + x * self.attention_map(x)
+
+
+def _conv_block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class SmallCNN(nn.Module):
+    """A 4-conv CNN for single-channel rasters, sized for a 2-core CPU (about 250k weights at the default
+    widths): stride-2 convolutions down to 1/8 of the input, optional :class:`SpatialAttention` on the
+    last map, then pooling. ``pool="pyramid"`` concatenates global average pooling with a 2 x 2 average
+    grid, so the pooled feature keeps where the strokes are (fine-grained retrieval needs layout);
+    ``pool="gap"`` is global average pooling only.
+    """
+
+    def __init__(self, channels: Sequence[int] = (32, 64, 128, 128), attention: bool = True,
+                 pool: str = "pyramid", in_channels: int = 1) -> None:
+        super().__init__()
+        if pool not in ("gap", "pyramid"):
+            raise ValueError(f"pool must be 'gap' or 'pyramid', got {pool!r}")
+        layers = []
+        cin = in_channels
+        for i, cout in enumerate(channels):
+            layers.append(_conv_block(cin, cout, stride=1 if i == len(channels) - 1 else 2))
+            cin = cout
+        self.body = nn.Sequential(*layers)
+        self.attention = SpatialAttention(cin) if attention else None
+        self.pool = pool
+        self.out_dim = cin * (5 if pool == "pyramid" else 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.body(x)
+        if self.attention is not None:
+            x = self.attention(x)
+        gap = x.mean(dim=(2, 3))
+        if self.pool == "gap":
+            return gap
+        grid = F.adaptive_avg_pool2d(x, 2).flatten(1)
+        return torch.cat([gap, grid], dim=1)
+
+
+def torchvision_backbone(arch: str, weights_path: str | None = None) -> tuple[nn.Module, int]:
+    """An optional torchvision backbone (``resnet18``, ``resnet34``, ``resnet50``, ``mobilenet_v3_small``)
+    with its classifier removed, taking 1-channel input by repeating it to 3 channels; weights come
+    from a user-given file (``torch.load(weights_only=True)``), never from the internet.
+    """
+    try:
+        import torchvision.models as tvm
+    except ImportError as exc:
+        raise RuntimeError("backbone 'torchvision:*' needs torchvision installed (pip install torchvision)") from exc
+    model = getattr(tvm, arch)(weights=None)
+    if weights_path is not None:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+    if hasattr(model, "fc"):
+        out_dim = model.fc.in_features
+        model.fc = nn.Identity()
+    else:
+        out_dim = model.classifier[0].in_features
+        model.classifier = nn.Identity()
+
+    class _Gray(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model
+            self.out_dim = out_dim
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x.expand(-1, 3, -1, -1))
+
+    return _Gray(), out_dim
+
+
+class Branch(nn.Module):
+    """Backbone + final embedding layer: ``features(x)`` is the pooled feature f, ``embed(x)`` is
+    ``normalise(W f + b)``."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, embed_dim: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(feature_dim, embed_dim)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def embed_features(self, f: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head(f), dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed_features(self.features(x))
+
+
+def batch_all_triplet_loss(sketch: torch.Tensor, photo: torch.Tensor, margin: float,
+                           distance: nn.Module | None = None) -> tuple[torch.Tensor, float]:
+    """In-batch batch-all triplet loss (Hermans et al. 2017) for B paired, L2-normalised embeddings.
+
+    With ``D[i, j] = d(s_i, p_j)`` (Euclidean unless ``distance`` is given, e.g. :class:`HOLEFDistance`),
+    every other photo of the batch is a negative: ``L = mean over active (i, j != i) of
+    max(0, margin + D[i, i] - D[i, j])``, averaging over the triplets that still violate the margin so
+    easy negatives do not dilute the gradient. Returns the loss and the active fraction.
+    """
+    d = torch.cdist(sketch, photo) if distance is None else distance(sketch, photo)
+    pos = d.diagonal().unsqueeze(1)
+    losses = F.relu(margin + pos - d)
+    off = ~torch.eye(len(d), dtype=torch.bool, device=d.device)
+    losses = losses[off]
+    active = (losses > 1e-12).float()
+    n_active = active.sum()
+    return losses.sum() / n_active.clamp(min=1.0), float(n_active / losses.numel())
+
+
+class HOLEFDistance(nn.Module):
+    """Higher-order learnable energy function (Song et al. 2017):
+    ``D(s, p) = sum_ij |W_ij (s_i - p_i)(s_j - p_j)|`` with ``W`` initialised to the identity, where it
+    equals the squared Euclidean distance. Used only inside the training loss (an option); retrieval
+    keeps the Euclidean distance, so an identity-regularised ``W`` (``reg`` * ||W - I||^2) keeps the two
+    consistent.
+    """
+
+    def __init__(self, dim: int, reg: float = 1e-3) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.eye(dim))
+        self.reg = reg
+
+    def forward(self, s: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        diff = s[:, None, :] - p[None, :, :]  # (B, B, d)
+        energy = torch.einsum("abi,ij,abj->ab", diff.abs(), self.weight.abs(), diff.abs())
+        return energy
+
+    def penalty(self) -> torch.Tensor:
+        return self.reg * ((self.weight - torch.eye(len(self.weight), device=self.weight.device)) ** 2).sum()

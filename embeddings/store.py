@@ -1,0 +1,354 @@
+"""The feature store: every (sketch, step) feature and query of one split, computed once, memory-mapped.
+
+Training and evaluating a retrieval policy reads the frozen backend's observation feature of every
+partial sketch many times; rendering and embedding them is the expensive part. :func:`open_feature_store`
+does it once per (backend weights, dataset split, schedule, rendering) and keeps the result in
+
+``<cache>/features/<key>/``::
+
+    sketch_features.npy   float32 (n, S, F)   backend.sketch_features of each partial raster
+    queries.npy           float32 (n, S, d)   backend.queries(features, step): the frozen model's queries
+    gallery.npy           float32 (P, d)      backend.photo_embeddings of the split's photos
+    photo_index.npy       int64   (n,)        index of each sketch's photo in the gallery
+    meta.json             key, provenance, shapes, build time
+
+A store is trusted only if ``meta.json``'s key matches and every file opens as a memory map with the
+shape recorded in it; otherwise (stale, truncated, missing) it is rebuilt, with a warning saying why.
+A build writes into a temporary folder beside the final one and moves it into place with ``os.replace``,
+so a reader sees a whole store or none, and a build killed midway leaves no half-written store behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embeddings.base import EmbeddingBackend
+from sketch_env.cache import cache_dir, stable_hash
+from sketch_env.datasets.base import SketchDataset
+from sketch_env.render import render_progressive_batch
+from sketch_env.schedule import Schedule
+
+__all__ = ["FeatureStore", "feature_store_key", "open_feature_store", "STORE_FORMAT"]
+
+STORE_FORMAT = "sketch-env-features/1"
+
+_FILES = ("sketch_features", "queries", "gallery", "photo_index")
+_DTYPES = {"sketch_features": np.float32, "queries": np.float32, "gallery": np.float32, "photo_index": np.int64}
+
+
+@dataclass
+class FeatureStore:
+    """One split's precomputed features (see the module docstring).
+
+    Attributes:
+        path: the store's folder.
+        sketch_features: read-only memory map, float32 ``(n, S, F)``.
+        queries: read-only memory map, float32 ``(n, S, d)``: ``backend.queries(features, step)``.
+        gallery: float32 ``(P, d)``, the split's L2-normalised photo embeddings (in memory).
+        photo_index: int64 ``(n,)``, each sketch's photo in ``gallery`` (in memory).
+        meta: the contents of ``meta.json``.
+    """
+
+    path: Path
+    sketch_features: np.ndarray
+    queries: np.ndarray
+    gallery: np.ndarray
+    photo_index: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_sketches(self) -> int:
+        return int(self.sketch_features.shape[0])
+
+    @property
+    def steps(self) -> int:
+        return int(self.sketch_features.shape[1])
+
+    @property
+    def gallery_size(self) -> int:
+        return int(self.gallery.shape[0])
+
+    def __repr__(self) -> str:
+        m = self.meta
+        return (
+            f"FeatureStore({m.get('dataset')}/{m.get('split')}, n={self.num_sketches}, S={self.steps}, "
+            f"F={self.sketch_features.shape[2]}, d={self.gallery.shape[1]}, P={self.gallery_size}, path={self.path})"
+        )
+
+
+def _sketch_digest(dataset: SketchDataset, split: str) -> str:
+    """SHA-1 over the split's sketches: instance names, sources and the points themselves, in order."""
+    h = hashlib.sha1()
+    for rec in dataset.sketches(split):
+        h.update(f"{rec.instance}\x00{rec.source}\x00".encode())
+        h.update(rec.sketch.points.tobytes())
+        h.update(rec.sketch.stroke_ends.tobytes())
+    h.update("\x01".join(f"{p.instance}\x00{p.source}" for p in dataset.photos(split)).encode())
+    return h.hexdigest()
+
+
+def _steps_of(schedule: Schedule) -> int:
+    if schedule.steps is None:
+        raise ValueError(f"the feature store needs a fixed-length schedule, got {schedule.key()} (steps=None)")
+    return int(schedule.steps)
+
+
+def feature_store_key(backend: EmbeddingBackend, dataset: SketchDataset, split: str, schedule: Schedule) -> str:
+    """The store's cache key: a hash of everything that determines its content.
+
+    The format version, the backend's fingerprint (configuration and weights) and class, the dataset's name,
+    scheme and root, the split, a SHA-1 of the split's sketches (instance names, sources, points) and
+    photo list, the schedule, the render configuration and the photo size.
+    """
+    root = getattr(dataset, "root", None)
+    return stable_hash(
+        {
+            "format": STORE_FORMAT,
+            "backend": backend.fingerprint(),
+            # the fingerprint covers config and weights only; two classes can share both
+            "backend_class": [type(backend).__qualname__, backend.name, bool(backend.per_step)],
+            "dataset": dataset.name,
+            "scheme": dataset.scheme,
+            "root": None if root is None else str(root),
+            "split": split,
+            "data": _sketch_digest(dataset, split),
+            "schedule": schedule.key(),
+            "render": backend.render_config.key(),
+            "photo_size": int(backend.photo_size),
+        }
+    )
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _load(path: Path, key: str) -> FeatureStore | str:
+    """The store at ``path``, or the reason it cannot be used."""
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        return "meta.json is missing"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        return f"meta.json is unreadable ({type(exc).__name__}: {exc})"
+    if not isinstance(meta, dict) or meta.get("key") != key:
+        return f"its key {meta.get('key') if isinstance(meta, dict) else None!r} differs from {key!r}"
+    shapes = meta.get("shapes", {})
+    arrays: dict[str, np.ndarray] = {}
+    for name in _FILES:
+        want = tuple(shapes.get(name, ()))
+        try:
+            arr = np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        except Exception as exc:  # missing, truncated, bad header
+            return f"{name}.npy is unreadable ({type(exc).__name__}: {exc})"
+        if arr.shape != want or arr.dtype != _DTYPES[name]:
+            return f"{name}.npy has shape {arr.shape} {arr.dtype}, meta.json says {want} {np.dtype(_DTYPES[name])}"
+        arrays[name] = arr
+    gallery = np.array(arrays["gallery"])
+    photo_index = np.array(arrays["photo_index"])
+    if len(photo_index) and (photo_index.min() < 0 or photo_index.max() >= len(gallery)):
+        return "photo_index points outside the gallery"
+    return FeatureStore(path, arrays["sketch_features"], arrays["queries"], gallery, photo_index, meta)
+
+
+def _open_array(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    if int(np.prod(shape)) == 0:  # a zero-length memory map cannot be created
+        np.save(path, np.empty(shape, dtype=dtype))
+        return np.empty(shape, dtype=dtype)
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+
+def _check_shape(what: str, arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.shape != shape:
+        raise ValueError(f"backend returned {what} of shape {arr.shape}, expected {shape}")
+    return arr
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def _build(
+    tmp: Path,
+    key: str,
+    backend: EmbeddingBackend,
+    dataset: SketchDataset,
+    split: str,
+    schedule: Schedule,
+    batch_size: int,
+    progress: bool,
+) -> None:
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    records = dataset.sketches(split)
+    photos = dataset.photos(split)
+    photo_index = dataset.photo_index(split)
+    n, steps, num_photos = len(records), _steps_of(schedule), len(photos)
+    feat, dim = backend.feature_dim, backend.embed_dim
+    config = backend.render_config
+    per_batch = max(1, batch_size // steps)  # sketches per batch: at most ~batch_size rasters in memory
+
+    features = _open_array(tmp / "sketch_features.npy", (n, steps, feat), np.float32)
+    queries = _open_array(tmp / "queries.npy", (n, steps, dim), np.float32)
+    desc = f"features {dataset.name}/{split}"
+    with tqdm(total=n * steps, desc=desc, unit="raster", disable=not progress, leave=False) as bar:
+        for lo in range(0, n, per_batch):
+            hi = min(lo + per_batch, n)
+            b = hi - lo
+            rasters = render_progressive_batch([r.sketch for r in records[lo:hi]], schedule, config)
+            if rasters.shape[1] != steps:
+                raise ValueError(f"schedule {schedule.key()} gave {rasters.shape[1]} steps, expected {steps}")
+            flat = rasters.reshape(b * steps, config.size, config.size)
+            step = np.tile(np.arange(steps), b)
+            f = _check_shape("sketch features", backend.sketch_features(flat, step=step), (b * steps, feat))
+            # only per-step backends take a step array in queries() (the base class converts it with int())
+            q = _check_shape("queries", backend.queries(f, step=step if backend.per_step else None), (b * steps, dim))
+            features[lo:hi] = f.reshape(b, steps, feat)
+            queries[lo:hi] = q.reshape(b, steps, dim)
+            bar.update(b * steps)
+    sketch_seconds = time.perf_counter() - start
+
+    gallery = np.empty((num_photos, dim), dtype=np.float32)
+    with tqdm(total=num_photos, desc=f"photos {dataset.name}/{split}", unit="photo", disable=not progress,
+              leave=False) as bar:
+        for lo in range(0, num_photos, batch_size):
+            hi = min(lo + batch_size, num_photos)
+            images = dataset.load_photos(photos[lo:hi], backend.photo_size)
+            gallery[lo:hi] = _check_shape("photo embeddings", backend.photo_embeddings(images), (hi - lo, dim))
+            bar.update(hi - lo)
+
+    for arr in (features, queries):
+        if isinstance(arr, np.memmap):
+            arr.flush()
+    del features, queries
+    np.save(tmp / "gallery.npy", gallery)
+    np.save(tmp / "photo_index.npy", np.asarray(photo_index, dtype=np.int64))
+    seconds = time.perf_counter() - start
+    root = getattr(dataset, "root", None)
+    meta = {
+        "format": STORE_FORMAT,
+        "key": key,
+        "dataset": dataset.name,
+        "scheme": dataset.scheme,
+        "root": None if root is None else str(root),
+        "split": split,
+        "schedule": schedule.key(),
+        "render": config.key(),
+        "photo_size": int(backend.photo_size),
+        "backend": backend.name,
+        "backend_fingerprint": backend.fingerprint(),
+        "n": n,
+        "S": steps,
+        "F": feat,
+        "d": dim,
+        "P": num_photos,
+        "shapes": {
+            "sketch_features": [n, steps, feat],
+            "queries": [n, steps, dim],
+            "gallery": [num_photos, dim],
+            "photo_index": [n],
+        },
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": round(seconds, 3),
+        "rasters_per_second": round(n * steps / sketch_seconds, 1) if sketch_seconds > 0 else None,
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    for name in os.listdir(tmp):  # data on disk before the folder becomes visible under its final name
+        with open(tmp / name, "rb+") as fh:
+            os.fsync(fh.fileno())
+
+
+def _swap_into_place(tmp: Path, final: Path) -> None:
+    """Move the built folder ``tmp`` onto ``final``; an old ``final`` is moved aside and then deleted."""
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+        os.replace(final, old / "store")  # a rename: readers holding memory maps keep their open files
+    try:
+        os.replace(tmp, final)
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def open_feature_store(
+    backend: EmbeddingBackend,
+    dataset: SketchDataset,
+    split: str,
+    schedule: Schedule,
+    batch_size: int = 256,
+    rebuild: bool = False,
+    progress: bool = True,
+    root_dir: str | Path | None = None,
+) -> FeatureStore:
+    """The feature store of ``split`` for ``backend`` and ``schedule``: reused if valid, else built.
+
+    Args:
+        backend: the frozen embedding backend (only its interface is used).
+        dataset: the dataset; its ``split`` sketches and photos are embedded.
+        split: ``"train"`` or ``"test"``.
+        schedule: a fixed-length schedule (``schedule.steps`` set).
+        batch_size: rasters per backend call (sketches are rendered ``max(1, batch_size // S)`` at a
+            time, all their steps together) and photos per ``photo_embeddings`` call.
+        rebuild: build even if a valid store exists.
+        progress: show tqdm progress bars.
+        root_dir: where stores live; default ``cache_dir("features")``.
+
+    An existing store that is invalid (stale key, a truncated or missing file, a shape that differs from
+    ``meta.json``) is rebuilt with a warning naming the reason.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _steps_of(schedule)
+    key = feature_store_key(backend, dataset, split, schedule)
+    root = Path(root_dir) if root_dir is not None else cache_dir("features")
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / key
+    if not rebuild and final.exists():
+        found = _load(final, key)
+        if isinstance(found, FeatureStore):
+            return found
+        warnings.warn(f"feature store {final} is invalid ({found}); rebuilding", stacklevel=2)
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.build.", dir=root))
+    try:
+        _build(tmp, key, backend, dataset, split, schedule, batch_size, progress)
+        try:
+            _swap_into_place(tmp, final)
+        except OSError:
+            # another process put a store there between our move-aside and our move: use it if valid
+            found = _load(final, key)
+            if isinstance(found, FeatureStore):
+                return found
+            raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    found = _load(final, key)
+    if not isinstance(found, FeatureStore):
+        raise RuntimeError(f"feature store {final} was just built but does not load: {found}")
+    return found
+
+
+def gallery_embeddings(backend: EmbeddingBackend, dataset: SketchDataset, split: str,
+                       batch_size: int = 512) -> np.ndarray:
+    """Photo embeddings of a split alone (no sketch features): for distractor galleries."""
+    photos = dataset.photos(split)
+    out = np.empty((len(photos), backend.embed_dim), dtype=np.float32)
+    for lo in range(0, len(photos), batch_size):
+        images = dataset.load_photos(photos[lo : lo + batch_size], backend.photo_size)
+        out[lo : lo + len(images)] = backend.photo_embeddings(images)
+    return out

@@ -1,0 +1,339 @@
+"""Training the triplet baselines from scratch.
+
+One epoch is one pass over the training photos; each batch holds distinct photos, each with one of its
+sketches drawn at random, augmented (affine + point jitter on the vector sketch before rendering, a
+small affine on the photo raster), and rendered complete (TS, B1) or cut at a random step of the
+schedule (B2, B3). The loss is the in-batch batch-all triplet loss (:func:`embeddings.nets.batch_all_triplet_loss`).
+
+Validation uses a held-out part of the training photos (``val_fraction``, chosen by a hash of the photo
+name, so it never touches the test split): after every epoch, m@B and A@1 of the held-out sketches
+against the held-out photos; ``backend.pt`` keeps the epoch with the best validation m@B.
+
+Every epoch writes ``last.pt`` (model, optimiser, RNG states, history) atomically; a run started again
+with the same output folder and configuration resumes from it. ``minutes`` bounds the wall time of
+training (validation excluded): the learning rate follows a cosine over ``max(step / total_steps,
+elapsed / budget)``, so a time-bounded run still anneals.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from embeddings.base import load_backend, make_backend
+from embeddings.nets import HOLEFDistance, batch_all_triplet_loss
+from embeddings.triplet import TripletBackend, preprocess_photos
+from sketch_env.cache import atomic_path
+from sketch_env.datasets import make_dataset
+from sketch_env.datasets.base import SketchDataset, stable_fraction
+from sketch_env.metrics import m_at_b, ranks_from_embeddings
+from sketch_env.render import render_progressive
+from sketch_env.schedule import PointSchedule
+from sketch_env.sketch import Sketch
+
+__all__ = ["TrainConfig", "train_backend", "resolve_device", "validation_mask"]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` is CUDA when present, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' asked for, but torch sees no CUDA device")
+    return dev
+
+
+def validation_mask(instances: list[str], fraction: float) -> np.ndarray:
+    """Which training photos are held out for validation: ``stable_fraction(name, "val") < fraction``."""
+    return np.array([stable_fraction(name, "val") < fraction for name in instances], dtype=bool)
+
+
+@dataclass
+class TrainConfig:
+    """Options of ``sketch-env embed train`` (each also a CLI flag)."""
+
+    backend: str = "b1"
+    """registry name: ts, b1, b2, b3"""
+    dataset: str = "kanji"
+    root: str | None = None
+    """data folder for datasets read from disk"""
+    scheme: str | None = None
+    """split scheme (None: the dataset's default)"""
+    out: str | None = None
+    """output folder (default runs/embeddings/<dataset>-<scheme>/<backend>-s<seed>)"""
+    epochs: int = 30
+    minutes: float | None = None
+    """wall-time budget of training (all B3 models together); None: run all epochs"""
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    device: str = "auto"
+    val_fraction: float = 0.05
+    val_sketches: int = 300
+    """at most this many held-out sketches are scored each epoch"""
+    steps: int = 20
+    """schedule length S (partial training and validation)"""
+    jitter: float = 0.004
+    """std of the point jitter, in units of the frame"""
+    rotate_deg: float = 8.0
+    scale: float = 0.08
+    shift: float = 0.04
+    augment: bool = True
+    progress: bool = True
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    """overrides of the backend's configuration (e.g. {"loss": "holef"}, {"models": 5})"""
+
+    def output_dir(self, scheme: str) -> Path:
+        if self.out:
+            return Path(self.out)
+        return Path("runs") / "embeddings" / f"{self.dataset}-{scheme}" / f"{self.backend}-s{self.seed}"
+
+
+class _Sampler:
+    """Batches of (sketch raster, photo raster) for one training run."""
+
+    def __init__(self, cfg: TrainConfig, backend: TripletBackend, dataset: SketchDataset,
+                 photo_rasters: np.ndarray, sketch_groups: list[list[int]], records: list) -> None:
+        self.cfg = cfg
+        self.render = backend.render_config
+        self.partial = bool(backend.config["partial"])
+        self.schedule = PointSchedule(cfg.steps)
+        self.photos = photo_rasters
+        self.groups = sketch_groups
+        self.records = records
+
+    def _augment_sketch(self, sketch: Sketch, rng: np.random.Generator) -> Sketch:
+        if not self.cfg.augment:
+            return sketch
+        c = self.cfg
+        theta = np.deg2rad(rng.uniform(-c.rotate_deg, c.rotate_deg))
+        s = 1.0 + rng.uniform(-c.scale, c.scale)
+        rot = s * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+        pts = (sketch.points - 0.5) @ rot.T + 0.5 + rng.uniform(-c.shift, c.shift, size=2)
+        pts = pts + rng.normal(0.0, c.jitter, size=pts.shape)
+        return Sketch(np.clip(pts, 0.0, 1.0), sketch.stroke_ends)
+
+    def _augment_photo(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if not self.cfg.augment:
+            return img
+        size = img.shape[0]
+        m = cv2.getRotationMatrix2D((size / 2, size / 2), rng.uniform(-4, 4), 1.0 + rng.uniform(-0.05, 0.05))
+        m[:, 2] += rng.uniform(-0.03, 0.03, size=2) * size
+        return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+
+    def batch(self, photo_ids: np.ndarray, rng: np.random.Generator,
+              steps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        size = self.render.size
+        sk = np.empty((len(photo_ids), size, size), dtype=np.uint8)
+        ph = np.empty((len(photo_ids), *self.photos.shape[1:]), dtype=np.uint8)
+        for i, pid in enumerate(photo_ids):
+            group = self.groups[pid]
+            rec = self.records[group[rng.integers(len(group))]]
+            sketch = self._augment_sketch(rec.sketch, rng)
+            cut = sketch.num_points
+            if self.partial:
+                t = rng.choice(steps) if steps is not None else rng.integers(self.cfg.steps)
+                cut = int(self.schedule.cuts(sketch)[t])
+            render_progressive(sketch, np.array([cut]), self.render, out=sk[i : i + 1])
+            ph[i] = self._augment_photo(self.photos[pid], rng)
+        return sk, ph
+
+
+def _to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(x).to(device).unsqueeze(1).float().div_(255.0)
+
+
+def _validate(backend: TripletBackend, records: list, val_sketch_ids: np.ndarray, sketch_photo: np.ndarray,
+              val_photo_ids: np.ndarray, photo_rasters_rgb: np.ndarray, steps: int) -> dict[str, float]:
+    schedule = PointSchedule(steps)
+    render = backend.render_config
+    rasters = np.empty((len(val_sketch_ids), steps, render.size, render.size), dtype=np.uint8)
+    for i, sid in enumerate(val_sketch_ids):
+        render_progressive(records[sid].sketch, schedule, render, out=rasters[i])
+    feats = backend.sketch_features(rasters.reshape(-1, render.size, render.size),
+                                    step=np.tile(np.arange(steps), len(val_sketch_ids)))
+    queries = backend.queries(feats, step=np.tile(np.arange(steps), len(val_sketch_ids)))
+    gallery = backend.photo_embeddings(photo_rasters_rgb[val_photo_ids])
+    lookup = {int(p): j for j, p in enumerate(val_photo_ids)}
+    true = np.repeat([lookup[int(sketch_photo[s])] for s in val_sketch_ids], steps)
+    ranks = ranks_from_embeddings(queries, gallery, true).reshape(len(val_sketch_ids), steps)
+    return {"val_m@B": 100 * m_at_b(ranks), "val_A@1": 100 * float((ranks[:, -1] <= 1).mean()),
+            "val_gallery": len(val_photo_ids)}
+
+
+def _rng_state(rng: np.random.Generator) -> dict:
+    return {"numpy": json.dumps(rng.bit_generator.state), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(rng: np.random.Generator, state: dict) -> None:
+    rng.bit_generator.state = json.loads(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def train_backend(cfg: TrainConfig, stop_after_epochs: int | None = None) -> Path:
+    """Train (or resume) a backend; returns the path of ``backend.pt``.
+
+    ``stop_after_epochs`` ends the call after that many epochs of this call (a stand-in for a kill, used
+    by tests); the run resumes from ``last.pt`` when called again.
+    """
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    dataset = make_dataset(cfg.dataset, root=cfg.root, **({"scheme": cfg.scheme} if cfg.scheme else {}))
+    out = cfg.output_dir(dataset.scheme)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # the backend and the data it is trained on
+    options = dict(cfg.backend_options)
+    options.setdefault("steps", cfg.steps)
+    options.update(dataset=dataset.name, scheme=dataset.scheme,
+                   train_split={"split": "train", "val_fraction": cfg.val_fraction, "val_salt": "val"})
+    backend = make_backend(cfg.backend, **options)
+    init_from = backend.config.get("init_from")
+    if init_from:  # B3: every model starts from the trained B1 (its photo branch stays frozen)
+        source = load_backend(init_from, expect={"dataset": dataset.name, "scheme": dataset.scheme})
+        for branch in backend.sketch_branches:
+            branch.load_state_dict(source.sketch_branches[0].state_dict())
+        backend.photo_branch.load_state_dict(source.photo_branch.state_dict())
+    elif backend.per_step:
+        raise ValueError("B3 trains its per-step models from a B1 checkpoint: pass backend option init_from=PATH")
+    backend.to(device)
+
+    records = dataset.sketches("train")
+    photos = dataset.photos("train")
+    sketch_photo = dataset.photo_index("train")
+    photos_rgb = dataset.load_photos(photos, backend.photo_size)
+    photo_rasters = preprocess_photos(photos_rgb, backend.config["photo_preprocess"])
+    val_photo = validation_mask([p.instance for p in photos], cfg.val_fraction)
+    groups: list[list[int]] = [[] for _ in photos]
+    for sid, pid in enumerate(sketch_photo):
+        groups[pid].append(sid)
+    train_photo_ids = np.flatnonzero(~val_photo & np.array([len(g) > 0 for g in groups]))
+    val_photo_ids = np.flatnonzero(val_photo)
+    val_sketch_ids = np.flatnonzero(val_photo[sketch_photo])
+    val_sketch_ids = val_sketch_ids[np.linspace(0, len(val_sketch_ids) - 1,
+                                                min(cfg.val_sketches, len(val_sketch_ids))).astype(int)] \
+        if len(val_sketch_ids) else val_sketch_ids
+    if len(train_photo_ids) < 2:
+        raise ValueError(f"dataset {dataset.name!r} has too few training photos ({len(train_photo_ids)})")
+    sampler = _Sampler(cfg, backend, dataset, photo_rasters, groups, records)
+
+    models = backend.config["models"]
+    per_model_steps = [np.flatnonzero(backend.model_of_step(np.arange(cfg.steps)) == k) for k in range(models)]
+    batch = min(cfg.batch_size, len(train_photo_ids))
+    steps_per_epoch = max(1, len(train_photo_ids) // batch)
+    holef = HOLEFDistance(backend.embed_dim).to(device) if backend.config["loss"] == "holef" else None
+
+    rng = np.random.default_rng(cfg.seed)
+    state = {"model": 0, "epoch": 0, "elapsed": 0.0, "history": [], "best": -1.0}
+    run_config = {"train": asdict(cfg) | {"out": str(out)}, "backend": backend.config}
+    last = out / "last.pt"
+
+    def make_optimizer(k: int) -> torch.optim.Optimizer:
+        params = list(backend.sketch_branches[k].parameters()) if backend.per_step else list(backend.parameters())
+        if holef is not None:
+            params += list(holef.parameters())
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    optimizer = make_optimizer(0)
+    if last.exists():
+        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        if json.loads(ckpt["run_config"]) != json.loads(json.dumps(run_config, default=str)):
+            raise ValueError(f"{last} was written by a different configuration; use another --out or delete it")
+        backend.load_state_dict(ckpt["backend"])
+        state = json.loads(ckpt["state"])
+        optimizer = make_optimizer(state["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if holef is not None:
+            holef.load_state_dict(ckpt["holef"])
+        _set_rng_state(rng, ckpt["rng"])
+        backend.to(device)
+        print(f"resuming {out} at model {state['model']} epoch {state['epoch']}")
+
+    budget = None if cfg.minutes is None else cfg.minutes * 60.0 / models
+    epochs_this_call = 0
+    from tqdm.auto import tqdm
+
+    while state["model"] < models:
+        k = state["model"]
+        model_elapsed = state.get("model_elapsed", 0.0)
+        if state["epoch"] >= cfg.epochs or (budget is not None and model_elapsed >= budget):
+            state.update(model=k + 1, epoch=0, model_elapsed=0.0)
+            if state["model"] < models:
+                optimizer = make_optimizer(state["model"])
+            continue
+        backend.train()
+        if backend.per_step:  # the shared photo branch is frozen for B3
+            backend.photo_branch.eval()
+        order = rng.permutation(train_photo_ids)
+        t0 = time.perf_counter()
+        losses, actives = [], []
+        bar = tqdm(range(steps_per_epoch), desc=f"{cfg.backend} m{k} ep{state['epoch'] + 1}/{cfg.epochs}",
+                   disable=not cfg.progress, leave=False, unit="batch")
+        for i in bar:
+            frac = max((state["epoch"] * steps_per_epoch + i) / (cfg.epochs * steps_per_epoch),
+                       0.0 if budget is None else (model_elapsed + time.perf_counter() - t0) / budget)
+            if frac >= 1.0:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
+            ids = order[i * batch : (i + 1) * batch]
+            sk, ph = sampler.batch(ids, rng, per_model_steps[k] if backend.per_step else None)
+            s_emb = backend.sketch_branches[k](_to_tensor(sk, device))
+            if backend.per_step:
+                with torch.no_grad():
+                    p_emb = backend.photo_branch(_to_tensor(ph, device))
+            else:
+                p_emb = backend.photo_branch(_to_tensor(ph, device))
+            loss, active = batch_all_triplet_loss(s_emb, p_emb, backend.config["margin"], holef)
+            if holef is not None:
+                loss = loss + holef.penalty()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            actives.append(active)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", active=f"{np.mean(actives[-20:]):.2f}")
+        bar.close()
+        train_seconds = time.perf_counter() - t0
+        model_elapsed += train_seconds
+        state["elapsed"] += train_seconds
+        state["epoch"] += 1
+        state["model_elapsed"] = model_elapsed
+        row: dict[str, Any] = {"model": k, "epoch": state["epoch"], "loss": float(np.mean(losses)) if losses else None,
+                               "active": float(np.mean(actives)) if actives else None,
+                               "train_seconds": round(train_seconds, 2), "elapsed": round(state["elapsed"], 2),
+                               "batches": len(losses)}
+        if len(val_sketch_ids):
+            row.update(_validate(backend, records, val_sketch_ids, sketch_photo, val_photo_ids, photos_rgb, cfg.steps))
+        state["history"].append(row)
+        print(json.dumps(row))
+        # the model is "best" at its best validation m@B; for B3 the models are kept as trained
+        score = row.get("val_m@B", -float(state["epoch"]))
+        if backend.per_step or score >= state["best"] or not len(val_sketch_ids):
+            state["best"] = score
+            backend.save(out / "backend.pt", extra={"history": json.dumps(state["history"])})
+        payload = {"backend": backend.state_dict(), "optimizer": optimizer.state_dict(), "rng": _rng_state(rng),
+                   "state": json.dumps(state), "run_config": json.dumps(run_config, default=str)}
+        if holef is not None:
+            payload["holef"] = holef.state_dict()
+        with atomic_path(last) as tmp:
+            torch.save(payload, tmp)
+        epochs_this_call += 1
+        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+            return out / "backend.pt"
+    with atomic_path(out / "history.json") as tmp:
+        tmp.write_text(json.dumps(state["history"], indent=1))
+    return out / "backend.pt"

@@ -1,0 +1,228 @@
+"""The triplet baselines of the on-the-fly paper's main table, as embedding backends.
+
+=====  ==========================================================================================
+name   row of the main table
+=====  ==========================================================================================
+``ts`` TS: triplet Siamese network (Yu et al., *Sketch Me That Shoe*, CVPR 2016): one CNN shared by
+       sketches and photos, no attention, trained on complete sketches.
+``b1`` B1: triplet network with spatial attention (Song et al., *Deep Spatial-Semantic Attention for
+       FG-SBIR*, ICCV 2017), complete sketches; the HOLEF higher-order energy loss as an option.
+``b2`` B2: the B1 model trained on all partial sketches of the schedule (a random step per sample).
+``b3`` B3: one sketch model per completion percentage (``models`` of them, S by default, fewer via the
+       option: model ``k`` serves steps ``floor(t K / S) = k``), each trained only on its own steps.
+       So that one gallery serves every step, the B3 models share one photo branch: each is initialised
+       from a trained B1 checkpoint (``init_from``), whose photo branch is kept frozen, and fine-tunes
+       its own sketch branch.
+=====  ==========================================================================================
+
+Inputs are single-channel rasters with ink high: sketches are rendered white on black, and photos are
+turned the same way by ``photo_preprocess``: ``"invert"`` (255 - grey: a dark object on a light
+background becomes bright), ``"gray"`` (as is), or ``"canny"`` (a dilated Canny edge map, which did
+about 3 points better than grey on Chair-V2 in the prototype).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from embeddings.base import EmbeddingBackend
+from embeddings.nets import Branch, SmallCNN, torchvision_backbone
+
+__all__ = ["TripletBackend", "make_ts", "make_b1", "make_b2", "make_b3", "preprocess_photos", "default_config"]
+
+
+def default_config(name: str) -> dict[str, Any]:
+    """The default configuration of baseline ``name`` (plain data; every key can be overridden)."""
+    return {
+        "name": name,
+        "embed_dim": 64,
+        "render": {"size": 64, "line_width": 2, "polarity": "white_on_black", "antialias": False,
+                   "thicken": "line", "margin": 0},
+        "photo_size": 64,
+        "photo_preprocess": "invert",
+        "backbone": "small_cnn",  # or "torchvision:resnet18" (needs torchvision; weights from backbone_weights)
+        "backbone_weights": None,
+        "channels": [32, 64, 128, 128],
+        "attention": name != "ts",
+        "pool": "pyramid",
+        "shared": True,  # one network for both domains (Siamese)
+        "models": 1,  # B3: sketch models, one per group of steps
+        "steps": 20,  # the schedule length the per-step models are laid out over
+        "partial": name in ("b2", "b3"),
+        "loss": "triplet",  # or "holef"
+        "margin": 0.2,
+        "init_from": None,  # B3: the B1 checkpoint its models start from
+        # filled in by training: what the model was trained on
+        "dataset": None,
+        "scheme": None,
+        "train_split": None,
+    }
+
+
+def preprocess_photos(photos: np.ndarray, mode: str) -> np.ndarray:
+    """uint8 RGB ``(P, H, W, 3)`` to uint8 single-channel ``(P, H, W)`` with the object's ink high."""
+    gray = np.asarray(photos)
+    if gray.ndim == 4:
+        gray = (gray[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)
+    if mode == "gray":
+        return gray
+    if mode == "invert":
+        return 255 - gray
+    if mode == "canny":
+        kernel = np.ones((3, 3), np.uint8)
+        return np.stack([cv2.dilate(cv2.Canny(g, 50, 150), kernel) for g in gray])
+    raise ValueError(f"photo_preprocess must be 'invert', 'gray' or 'canny', got {mode!r}")
+
+
+def _make_branch(cfg: Mapping[str, Any]) -> Branch:
+    spec = cfg["backbone"]
+    if spec == "small_cnn":
+        net = SmallCNN(cfg["channels"], attention=cfg["attention"], pool=cfg["pool"])
+        return Branch(net, net.out_dim, cfg["embed_dim"])
+    if spec.startswith("torchvision:"):
+        net, dim = torchvision_backbone(spec.split(":", 1)[1], cfg.get("backbone_weights"))
+        return Branch(net, dim, cfg["embed_dim"])
+    raise ValueError(f"unknown backbone {spec!r}; use 'small_cnn' or 'torchvision:<arch>'")
+
+
+def _to_input(rasters: np.ndarray, device: torch.device) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(rasters)).to(device)
+    return x.unsqueeze(1).float().div_(255.0)
+
+
+class TripletBackend(EmbeddingBackend):
+    """TS / B1 / B2 / B3 (see the module docstring). ``sketch_branches[k]`` serves step group ``k``;
+    ``photo_branch`` is ``sketch_branches[0]`` itself when ``shared`` and there is one model."""
+
+    def __init__(self, **config: Any) -> None:
+        cfg = default_config(config.get("name", "b1"))
+        unknown = set(config) - set(cfg)
+        if unknown:
+            raise ValueError(f"unknown backend options {sorted(unknown)}; known: {sorted(cfg)}")
+        cfg.update(config)
+        super().__init__(cfg)
+        self.name = cfg["name"]
+        self.per_step = cfg["models"] > 1
+        if cfg["models"] < 1 or cfg["models"] > cfg["steps"]:
+            raise ValueError(f"models must be in [1, steps={cfg['steps']}], got {cfg['models']}")
+        first = _make_branch(cfg)
+        self.sketch_branches = nn.ModuleList([first] + [copy.deepcopy(first) for _ in range(cfg["models"] - 1)])
+        self.photo_branch = first if cfg["shared"] and cfg["models"] == 1 else copy.deepcopy(first)
+        self.device = torch.device("cpu")
+        self.batch_size = 512
+        self.eval()
+
+    # -- torch plumbing --------------------------------------------------------------------------
+    def modules(self) -> list[nn.Module]:
+        mods: list[nn.Module] = list(self.sketch_branches)
+        if all(self.photo_branch is not m for m in mods):
+            mods.append(self.photo_branch)
+        return mods
+
+    def parameters(self):
+        seen = set()
+        for m in self.modules():
+            for p in m.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield p
+
+    def train(self, mode: bool = True) -> TripletBackend:
+        for m in self.modules():
+            m.train(mode)
+        return self
+
+    def eval(self) -> TripletBackend:
+        return self.train(False)
+
+    def to(self, device: str | torch.device) -> TripletBackend:
+        self.device = torch.device(device)
+        for m in self.modules():
+            m.to(self.device)
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "sketch_branches": self.sketch_branches.state_dict(),
+            "photo_branch": self.photo_branch.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.sketch_branches.load_state_dict(state["sketch_branches"])
+        self.photo_branch.load_state_dict(state["photo_branch"])
+
+    # -- the interface ---------------------------------------------------------------------------
+    @property
+    def feature_dim(self) -> int:
+        return int(self.sketch_branches[0].head.in_features)
+
+    def model_of_step(self, step: int | np.ndarray) -> np.ndarray:
+        """Index of the sketch model serving 0-based ``step``: ``floor(step * K / S)``."""
+        k, s = self.config["models"], self.config["steps"]
+        return np.minimum(np.asarray(step) * k // s, k - 1)
+
+    def _run(self, fn, x: np.ndarray) -> np.ndarray:
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, len(x), self.batch_size):
+                outs.append(fn(_to_input(x[i : i + self.batch_size], self.device)).float().cpu().numpy())
+        if not outs:
+            return np.empty((0, 0), dtype=np.float32)
+        return np.concatenate(outs)
+
+    def photo_embeddings(self, photos: np.ndarray) -> np.ndarray:
+        self.eval()
+        x = preprocess_photos(photos, self.config["photo_preprocess"])
+        out = self._run(self.photo_branch, x)
+        return out.reshape(len(x), self.embed_dim)
+
+    def sketch_features(self, rasters: np.ndarray, step: int | np.ndarray | None = None) -> np.ndarray:
+        self.eval()
+        rasters = np.asarray(rasters)
+        if not self.per_step:
+            return self._run(self.sketch_branches[0].features, rasters).reshape(len(rasters), self.feature_dim)
+        if step is None:
+            raise ValueError(f"backend {self.name!r} has one model per step: pass step")
+        models = np.broadcast_to(self.model_of_step(step), (len(rasters),))
+        out = np.empty((len(rasters), self.feature_dim), dtype=np.float32)
+        for k in np.unique(models):
+            sel = models == k
+            out[sel] = self._run(self.sketch_branches[int(k)].features, rasters[sel])
+        return out
+
+    def query_layer(self, step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if self.per_step and step is None:
+            raise ValueError(f"backend {self.name!r} has one model per step: pass step")
+        k = 0 if step is None else int(self.model_of_step(step))
+        head = self.sketch_branches[k].head
+        return (head.weight.detach().cpu().numpy().astype(np.float32),
+                head.bias.detach().cpu().numpy().astype(np.float32))
+
+
+def make_ts(**config: Any) -> TripletBackend:
+    """TS: triplet Siamese network on complete sketches (no attention)."""
+    return TripletBackend(**{**config, "name": "ts"})
+
+
+def make_b1(**config: Any) -> TripletBackend:
+    """B1: triplet network with spatial attention on complete sketches."""
+    return TripletBackend(**{**config, "name": "b1"})
+
+
+def make_b2(**config: Any) -> TripletBackend:
+    """B2: the B1 model trained on all partial sketches."""
+    return TripletBackend(**{**config, "name": "b2", "partial": True})
+
+
+def make_b3(**config: Any) -> TripletBackend:
+    """B3: one sketch model per completion percentage (``models``, default = ``steps``)."""
+    config = {**config, "name": "b3", "partial": True}
+    config.setdefault("models", config.get("steps", 20))
+    return TripletBackend(**config)
