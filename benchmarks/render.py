@@ -14,7 +14,7 @@ line width, as the authors' code does):
   the same dilation.
 
 The naive path is slow, so by default it is timed on ``--naive-limit`` sketches spread evenly over all; the
-fast path is timed on that same subset (sketches spread evenly over the whole set) (for the speed-up) and on all sketches. Both outputs are checked
+fast path is timed on that same subset (for the speed-up) and on all sketches. Both outputs are checked
 to be identical on a few sketches (untimed). It also times building the kanji dataset cold (in a fresh
 cache folder) and warm (a second construction plus ``.sketches("train")``, read from that cache).
 """

@@ -19,7 +19,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=defaults.dataset)
     p.add_argument("--root", default=None, help="data folder for datasets read from disk")
     p.add_argument("--scheme", default=None, help="split scheme (kanji: instance, category, style)")
-    p.add_argument("--out", default=None, help="run folder (default runs/embeddings/<dataset>-<scheme>/<backend>-s<seed>)")
+    p.add_argument("--out", default=None,
+                   help="run folder (default runs/embeddings/<dataset>-<scheme>/<backend>-s<seed>)")
     p.add_argument("--epochs", type=int, default=defaults.epochs)
     p.add_argument("--minutes", type=float, default=None, help="wall-time budget of training")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)

@@ -98,7 +98,11 @@ def write_curves_csv(curves: Mapping[str, Mapping[str, Sequence[float]]], path: 
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
         v = float(value)
         return "-" if math.isnan(v) else f"{v:.1f}"
     return str(value)

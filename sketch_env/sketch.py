@@ -81,7 +81,13 @@ class Sketch:
     stroke_ends: np.ndarray
 
     def __post_init__(self) -> None:
-        points = np.ascontiguousarray(self.points, dtype=np.float32)
+        raw = np.asarray(self.points)
+        with np.errstate(over="ignore", invalid="ignore"):
+            points = np.ascontiguousarray(raw, dtype=np.float32)
+        if raw.dtype != np.float32 and raw.size and np.isfinite(raw).all() and not np.isfinite(points).all():
+            raise SketchError(
+                f"coordinates out of float32 range after normalising (max |value| {np.abs(raw).max():.3g})"
+            )
         ends = np.ascontiguousarray(self.stroke_ends, dtype=np.int64)
         if points.ndim != 2 or points.shape[1] != 2:
             raise SketchError(f"points must have shape (N, 2), got {points.shape}")
