@@ -22,7 +22,6 @@ name through :func:`make_backend`, so env specs stay plain data.
 from __future__ import annotations
 
 import hashlib
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 
 from sketch_env.errors import SketchEnvError
 from sketch_env.metrics import euclidean_distance
+from sketch_env.registry import resolve_factory
 from sketch_env.render import RenderConfig
 
 __all__ = [
@@ -211,14 +211,7 @@ def backend_names() -> list[str]:
 
 
 def _factory(name: str) -> Callable[..., EmbeddingBackend]:
-    key = name.lower()
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown backend {name!r}; known: {', '.join(backend_names())}")
-    factory = _REGISTRY[key]
-    if isinstance(factory, str):
-        module, attr = factory.split(":")
-        factory = getattr(importlib.import_module(module), attr)
-    return factory
+    return resolve_factory(_REGISTRY, name, "backend")
 
 
 def make_backend(name: str, **config: Any) -> EmbeddingBackend:

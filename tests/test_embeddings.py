@@ -128,7 +128,7 @@ def test_holef_starts_as_squared_euclidean():
     h = HOLEFDistance(3)
     s, p = torch.randn(4, 3), torch.randn(5, 3)
     np.testing.assert_allclose(h(s, p).detach().numpy(), (torch.cdist(s, p) ** 2).numpy(), rtol=1e-5)
-    assert float(h.penalty()) == 0.0
+    assert float(h.penalty().detach()) == 0.0
 
 
 def test_photo_preprocess_modes():

@@ -15,10 +15,10 @@ quickdraw  QuickDraw simplified ndjson or sketch-rnn npz from a user-given root 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 from sketch_env.datasets.base import SPLITS, PhotoRecord, SketchDataset, SketchRecord
+from sketch_env.registry import resolve_factory
 
 __all__ = [
     "SPLITS",
@@ -58,12 +58,7 @@ def dataset_names() -> list[str]:
 def make_dataset(name: str, root: str | None = None, **options) -> SketchDataset:
     """Build a dataset by name. ``root`` is required for the datasets users bring from their disk."""
     key = name.lower()
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}")
-    factory = _REGISTRY[key]
-    if isinstance(factory, str):
-        module, attr = factory.split(":")
-        factory = getattr(importlib.import_module(module), attr)
+    factory = resolve_factory(_REGISTRY, key, "dataset")
     if key in NEEDS_ROOT:
         if root is None:
             raise ValueError(f"dataset {name!r} is read from your disk: pass root=PATH (CLI: --root PATH)")
