@@ -53,10 +53,11 @@ def test_interface_shapes_and_normalisation(data):
     np.testing.assert_allclose(np.linalg.norm(gallery, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
     # the query is the final layer applied to the feature: the same as the network's own embedding
+    # same batch as sketch_features used: float32 conv results depend on the batch composition
     with torch.no_grad():
-        x = torch.from_numpy(rasters[:4]).unsqueeze(1).float() / 255
+        x = torch.from_numpy(rasters).unsqueeze(1).float() / 255
         direct = b.sketch_branches[0](x).numpy()
-    np.testing.assert_allclose(queries[:4], direct, atol=1e-5)
+    np.testing.assert_allclose(queries, direct, atol=1e-5)
     d = b.distance(queries[:3], gallery)
     np.testing.assert_allclose(d, np.linalg.norm(queries[:3, None] - gallery[None], axis=-1), atol=1e-5)
 
