@@ -214,21 +214,13 @@ def _build(
             flat = rasters.reshape(b * steps, config.size, config.size)
             step = np.tile(np.arange(steps), b)
             f = _check_shape("sketch features", backend.sketch_features(flat, step=step), (b * steps, feat))
-            # only per-step backends take a step array in queries() (the base class converts it with int())
-            q = _check_shape("queries", backend.queries(f, step=step if backend.per_step else None), (b * steps, dim))
+            q = _check_shape("queries", backend.queries(f, step=step), (b * steps, dim))
             features[lo:hi] = f.reshape(b, steps, feat)
             queries[lo:hi] = q.reshape(b, steps, dim)
             bar.update(b * steps)
     sketch_seconds = time.perf_counter() - start
 
-    gallery = np.empty((num_photos, dim), dtype=np.float32)
-    with tqdm(total=num_photos, desc=f"photos {dataset.name}/{split}", unit="photo", disable=not progress,
-              leave=False) as bar:
-        for lo in range(0, num_photos, batch_size):
-            hi = min(lo + batch_size, num_photos)
-            images = dataset.load_photos(photos[lo:hi], backend.photo_size)
-            gallery[lo:hi] = _check_shape("photo embeddings", backend.photo_embeddings(images), (hi - lo, dim))
-            bar.update(hi - lo)
+    gallery = gallery_embeddings(backend, dataset, split, batch_size, progress)
 
     for arr in (features, queries):
         if isinstance(arr, np.memmap):
@@ -343,12 +335,21 @@ def open_feature_store(
     return found
 
 
+
 def gallery_embeddings(backend: EmbeddingBackend, dataset: SketchDataset, split: str,
-                       batch_size: int = 512) -> np.ndarray:
-    """Photo embeddings of a split alone (no sketch features): for distractor galleries."""
+                       batch_size: int = 512, progress: bool = False) -> np.ndarray:
+    """Photo embeddings of a split, float32 ``(P, d)``: the store's gallery, and distractor galleries
+    (which need no sketch features)."""
+    from tqdm.auto import tqdm
+
     photos = dataset.photos(split)
-    out = np.empty((len(photos), backend.embed_dim), dtype=np.float32)
-    for lo in range(0, len(photos), batch_size):
-        images = dataset.load_photos(photos[lo : lo + batch_size], backend.photo_size)
-        out[lo : lo + len(images)] = backend.photo_embeddings(images)
-    return out
+    dim = backend.embed_dim
+    gallery = np.empty((len(photos), dim), dtype=np.float32)
+    with tqdm(total=len(photos), desc=f"photos {dataset.name}/{split}", unit="photo", disable=not progress,
+              leave=False) as bar:
+        for lo in range(0, len(photos), batch_size):
+            hi = min(lo + batch_size, len(photos))
+            images = dataset.load_photos(photos[lo:hi], backend.photo_size)
+            gallery[lo:hi] = _check_shape("photo embeddings", backend.photo_embeddings(images), (hi - lo, dim))
+            bar.update(hi - lo)
+    return gallery

@@ -34,7 +34,7 @@ from embeddings.nets import HOLEFDistance, batch_all_triplet_loss
 from embeddings.triplet import TripletBackend, preprocess_photos
 from sketch_env.cache import atomic_path
 from sketch_env.datasets import make_dataset
-from sketch_env.datasets.base import SketchDataset, stable_fraction
+from sketch_env.datasets.base import stable_fraction
 from sketch_env.metrics import m_at_b, ranks_from_embeddings
 from sketch_env.render import render_progressive
 from sketch_env.schedule import PointSchedule
@@ -103,7 +103,7 @@ class TrainConfig:
 class _Sampler:
     """Batches of (sketch raster, photo raster) for one training run."""
 
-    def __init__(self, cfg: TrainConfig, backend: TripletBackend, dataset: SketchDataset,
+    def __init__(self, cfg: TrainConfig, backend: TripletBackend,
                  photo_rasters: np.ndarray, sketch_groups: list[list[int]], records: list) -> None:
         self.cfg = cfg
         self.render = backend.render_config
@@ -228,7 +228,7 @@ def train_backend(cfg: TrainConfig, stop_after_epochs: int | None = None) -> Pat
         if len(val_sketch_ids) else val_sketch_ids
     if len(train_photo_ids) < 2:
         raise ValueError(f"dataset {dataset.name!r} has too few training photos ({len(train_photo_ids)})")
-    sampler = _Sampler(cfg, backend, dataset, photo_rasters, groups, records)
+    sampler = _Sampler(cfg, backend, photo_rasters, groups, records)
 
     models = backend.config["models"]
     per_model_steps = [np.flatnonzero(backend.model_of_step(np.arange(cfg.steps)) == k) for k in range(models)]

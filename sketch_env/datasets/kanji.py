@@ -239,10 +239,10 @@ class KanjiDataset(SketchDataset):
     @property
     def data(self) -> dict[str, np.ndarray]:
         if self._data is None:
-            path = cache_dir() / f"kanji-strokes-{_strokes_key(self.curve_step)}.npz"
+            key = _strokes_key(self.curve_step)
             self._data = cached_npz(
-                path,
-                _strokes_key(self.curve_step),
+                cache_dir() / f"kanji-strokes-{key}.npz",
+                key,
                 lambda: _build_strokes(self.curve_step),
                 required=("points", "stroke_ends", "sketch_ptr", "stroke_ptr", "codes", "styles"),
             )
