@@ -1,4 +1,4 @@
-"""``sketch-env embed train|cache|eval`` and ``sketch-env run`` (the main job on the embedded data)."""
+"""``sketch-env embed train|cache|eval|train-zs`` and ``sketch-env run`` (the main job on the embedded data)."""
 
 from __future__ import annotations
 
@@ -62,17 +62,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _open_store(args: argparse.Namespace, split: str):
-    from embeddings.base import load_backend
-    from embeddings.store import open_feature_store
-    from embeddings.train import resolve_device
-    from sketch_env.datasets import make_dataset
-    from sketch_env.schedule import PointSchedule
+    from embeddings.store import open_backend_store
 
-    backend = load_backend(args.checkpoint, device=str(resolve_device(args.device)))
-    dataset = make_dataset(args.dataset or backend.config["dataset"], root=args.root,
-                           **({"scheme": args.scheme or backend.config["scheme"]}))
-    store = open_feature_store(backend, dataset, split, PointSchedule(args.steps), batch_size=args.batch_size)
-    return backend, dataset, store
+    return open_backend_store(args.checkpoint, split, steps=args.steps, dataset=args.dataset, root=args.root,
+                              scheme=args.scheme, device=args.device, batch_size=args.batch_size)
 
 
 def _add_store_args(p: argparse.ArgumentParser) -> None:
@@ -148,6 +141,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_zs(args: argparse.Namespace) -> int:
+    """Train a zero-shot generative backend (cvae / caae) on a frozen backbone's features."""
+    from embeddings.zero_shot import ZeroShotTrainConfig, train_zero_shot
+
+    options = {}
+    for item in args.option:
+        key, _, value = item.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    cfg = ZeroShotTrainConfig(backend=args.backend, backbone=args.backbone, root=args.root, out=args.out,
+                              epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                              device=args.device, steps=args.steps, progress=not args.no_progress,
+                              backend_options=options)
+    t0 = time.perf_counter()
+    path = train_zero_shot(cfg)
+    print(f"{args.backend} checkpoint: {path} ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     embed = sub.add_parser("embed", help="embedding backends: train, cache features, evaluate")
     esub = embed.add_subparsers(dest="embed_cmd", required=True)
@@ -162,6 +176,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--distractors", action="store_true", help="also rank against a gallery grown by the other split")
     ev.add_argument("--out", default=None, help="folder for curves.png / curves.csv / metrics.md")
     ev.set_defaults(func=_cmd_eval)
+    zs = esub.add_parser("train-zs", help="train a zero-shot backend (cvae | caae) on a frozen backbone's features")
+    zs.add_argument("--backend", default="cvae", choices=("cvae", "caae"))
+    zs.add_argument("--backbone", required=True,
+                    help="frozen backbone checkpoint, trained on a category scheme (e.g. kanji --scheme category)")
+    zs.add_argument("--root", default=None, help="data folder for datasets read from disk")
+    zs.add_argument("--out", default=None, help="run folder (default beside the backbone's)")
+    zs.add_argument("--epochs", type=int, default=25)
+    zs.add_argument("--batch-size", type=int, default=128)
+    zs.add_argument("--lr", type=float, default=2e-4)
+    zs.add_argument("--seed", type=int, default=0)
+    zs.add_argument("--device", default="auto")
+    zs.add_argument("--steps", type=int, default=1, help="1: complete sketches (the paper); S: every step of S")
+    zs.add_argument("--no-progress", action="store_true")
+    zs.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
+                    help="backend option, e.g. --option samples=50 --option regression_weight=0")
+    zs.set_defaults(func=_cmd_train_zs)
 
     run = sub.add_parser("run", help="the main job: contact sheet, train B1, cache features, evaluate")
     run.add_argument("--dataset", default="kanji")

@@ -40,7 +40,14 @@ from sketch_env.datasets.base import SketchDataset
 from sketch_env.render import render_progressive_batch
 from sketch_env.schedule import Schedule
 
-__all__ = ["FeatureStore", "feature_store_key", "open_feature_store", "STORE_FORMAT"]
+__all__ = [
+    "FeatureStore",
+    "feature_store_key",
+    "open_feature_store",
+    "open_backend_store",
+    "gallery_embeddings",
+    "STORE_FORMAT",
+]
 
 STORE_FORMAT = "sketch-env-features/1"
 
@@ -353,3 +360,40 @@ def gallery_embeddings(backend: EmbeddingBackend, dataset: SketchDataset, split:
             gallery[lo:hi] = _check_shape("photo embeddings", backend.photo_embeddings(images), (hi - lo, dim))
             bar.update(hi - lo)
     return gallery
+
+
+def open_backend_store(
+    checkpoint: str | Path,
+    split: str,
+    steps: int = 20,
+    schedule: str = "points",
+    dataset: str | SketchDataset | None = None,
+    root: str | None = None,
+    scheme: str | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> tuple[EmbeddingBackend, SketchDataset, FeatureStore]:
+    """Load the backend ``checkpoint`` and open (building if needed) its feature store of ``split``.
+
+    The dataset defaults to the one the backend was trained on (``dataset`` may be a name or a dataset
+    object), the scheme likewise; ``schedule`` is a :func:`~sketch_env.schedule.make_schedule` name with
+    ``steps`` steps; ``batch_size`` as in :func:`open_feature_store` (rasters per backend call). Used by
+    ``sketch-env embed cache|eval`` and the retrieval environment.
+    """
+    from embeddings.base import load_backend
+    from embeddings.train import resolve_device
+    from sketch_env.datasets import make_dataset
+    from sketch_env.schedule import make_schedule
+
+    backend = load_backend(checkpoint, device=str(resolve_device(device)))
+    if not isinstance(dataset, SketchDataset):
+        name = dataset or backend.config["dataset"]
+        if name is None:
+            raise ValueError(f"{checkpoint}: the backend records no training dataset; pass the dataset")
+        own = name == backend.config["dataset"]
+        options = {"scheme": scheme or backend.config["scheme"]} if own or scheme else {}
+        dataset = make_dataset(name, root=root, **options)
+    store = open_feature_store(backend, dataset, split, make_schedule(schedule, steps), batch_size=batch_size,
+                               progress=progress)
+    return backend, dataset, store

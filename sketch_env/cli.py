@@ -19,7 +19,7 @@ __all__ = ["main", "build_parser"]
 
 # command groups defined elsewhere: "module:function(subparsers)"; imported lazily so that
 # `sketch-env data ...` never pays for torch
-_GROUPS: list[str] = ["embeddings.cli:add_commands"]
+_GROUPS: list[str] = ["embeddings.cli:add_commands", "agents.cli:add_commands"]
 
 
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,62 @@
+"""``sketch-env train`` and ``sketch-env evaluate``: the RL half of the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from agents.algorithms import ALGORITHMS
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from agents.config import parse_override
+    from agents.train import RLTrainConfig, train_agent
+
+    overrides = dict(parse_override(o) for o in args.hp)
+    env_kwargs = dict(parse_override(o) for o in args.env_kwarg)
+    cfg = RLTrainConfig(algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, timesteps=args.timesteps,
+                        minutes=args.minutes, seed=args.seed, device=args.device, env_device=args.env_device,
+                        eval_every=args.eval_every, overrides=overrides, out=args.out)
+    best = train_agent(cfg)
+    print(f"best checkpoint (validation m@B): {best}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from agents.evaluate import COLUMNS, evaluate_model
+    from embeddings.evaluate import format_table
+
+    rows = evaluate_model(args.model, split=args.split, deterministic=not args.sample, env_device=args.env_device,
+                          out=args.out, seed=args.seed)
+    print(format_table(rows, columns=COLUMNS))
+    if args.json:
+        print(json.dumps({k: {c: v[c] for c in COLUMNS} for k, v in rows.items()}))
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train an RL method on the retrieval env (resumes from its run folder)")
+    train.add_argument("--algo", default="ppo-a-clip", choices=sorted(ALGORITHMS))
+    train.add_argument("--env", default="SketchEnv/OnTheFly-Kanji-v0", help="registered env id")
+    train.add_argument("--env-kwarg", action="append", default=[], metavar="KEY=VALUE",
+                       help="env kwarg, VALUE parsed as YAML (e.g. backend=b2, action=residual)")
+    train.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
+                       help="hyper-parameter override, VALUE parsed as YAML (e.g. learning_rate=1e-4)")
+    train.add_argument("--timesteps", type=int, default=None, help="env steps (default: the YAML's n_timesteps)")
+    train.add_argument("--minutes", type=float, default=None, help="wall-time budget")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", help="policy device: auto (= cpu, see agents.train) | cpu | cuda")
+    train.add_argument("--env-device", default="cpu", help="where the vector env computes: cpu | cuda")
+    train.add_argument("--eval-every", type=int, default=100_000, help="env steps between validation evaluations")
+    train.add_argument("--out", default=None, help="run folder (default runs/agents/<env>/<algo>-s<seed>)")
+    train.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("evaluate", help="m@A, m@B, A@q and curves of a trained agent on the test split")
+    ev.add_argument("--model", required=True, help="best.zip / last.zip written by `sketch-env train`")
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--sample", action="store_true", help="sample actions instead of the mean action")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the sampled actions")
+    ev.add_argument("--env-device", default="cpu")
+    ev.add_argument("--out", default=None, help="output folder (default: eval-<split>/ beside the model)")
+    ev.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    ev.set_defaults(func=_cmd_evaluate)

@@ -1,0 +1,119 @@
+"""How the agents reach the retrieval env: the SB3-adapted native vector env, the backend's query layer,
+and whole-split evaluation.
+
+Evaluation plays every sketch of the split once, in order, on the native vector env with one env per
+sketch (``order="sequential"``), so the figures come from the env's own rank computation; it returns the
+``(n, S)`` ranks and the gallery size, which :func:`sketch_env.metrics.summarise` turns into m@A, m@B, A@q.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+__all__ = ["make_sb3_vec_env", "make_native_vec_env", "policy_start", "evaluate_agent_ranks",
+           "frozen_backend_ranks", "env_short_name"]
+
+
+def env_short_name(env_id: str) -> str:
+    """``SketchEnv/OnTheFly-Kanji-v0`` -> ``OnTheFly-Kanji-v0`` (a folder name)."""
+    return env_id.split("/")[-1]
+
+
+def make_native_vec_env(env_id: str, n_envs: int, split: str, env_device: str = "cpu", **env_kwargs: Any):
+    """The natively batched vector env of ``env_id`` on ``split`` (numpy on the CPU, torch on a GPU)."""
+    import sketch_env  # noqa: F401  (registers the ids)
+
+    kwargs = dict(env_kwargs, split=split)
+    if env_device != "cpu":
+        kwargs.update(compute="torch", device=env_device)
+    return gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point", **kwargs)
+
+
+def make_sb3_vec_env(env_id: str, n_envs: int, seed: int, split: str = "train", env_device: str = "cpu",
+                     **env_kwargs: Any):
+    """The native vector env adapted to SB3's ``VecEnv`` and seeded."""
+    from sketch_env.envs.sb3 import SB3VecEnv
+
+    venv = SB3VecEnv(make_native_vec_env(env_id, n_envs, split, env_device, **env_kwargs))
+    venv.seed(seed)
+    return venv
+
+
+def policy_start(env_id: str, env_kwargs: dict[str, Any], with_query_layer: bool = True) -> dict[str, Any]:
+    """What the policy starts from, read off the training split of the env: ``obs_scale`` = ``1 / mean ||f||_1``
+    of the features (see :class:`agents.policy.ScaledFlatten`) and, with ``with_query_layer``, ``(c W, c b)``
+    of the backend, whose query is ``normalise(W f + b)``.
+
+    The env normalises the action, so any ``c > 0`` gives the same query; ``c = 1 / max_f ||W f + b||`` over
+    the training features keeps every mean action inside the action box (SB3 clips actions to the box,
+    which would bend the direction of a larger one).
+    """
+    import sketch_env  # noqa: F401
+    from embeddings.base import load_backend
+
+    env = gym.make(env_id, **dict(env_kwargs, split="train"))
+    try:
+        data = env.unwrapped.data
+        # the training split's rows only (the store also holds the validation sketches)
+        rows = np.unique(data.rows(np.arange(data.num_sketches)))
+        feats = np.asarray(data.sketch_features[rows], dtype=np.float32).reshape(-1, data.sketch_features.shape[-1])
+        out: dict[str, Any] = {"obs_scale": float(1.0 / max(np.abs(feats).sum(axis=1).mean(), 1e-12))}
+        if with_query_layer:
+            backend = load_backend(data.backend_checkpoint)
+            if getattr(backend, "per_step", False):
+                raise ValueError("a per-step backend (B3) has no single query layer to start the policy from")
+            weight, bias = (np.asarray(a, dtype=np.float64) for a in backend.query_layer())
+            norm = max(float(np.linalg.norm(feats[i : i + 65536] @ weight.T + bias, axis=1).max())
+                       for i in range(0, len(feats), 65536))
+            scale = float(env.action_space.high.min()) / max(norm, 1e-12)
+            out.update(weight=(weight * scale).astype(np.float32), bias=(bias * scale).astype(np.float32))
+    finally:
+        env.close()
+    return out
+
+
+def _play_split(env_id: str, env_kwargs: dict[str, Any], split: str, env_device: str, act) -> tuple[np.ndarray, int]:
+    import sketch_env  # noqa: F401
+
+    # ranks only: the reward (and its Kendall-tau term) is not needed, so it is not computed
+    kwargs = dict(env_kwargs, order="sequential", reward="inverse_rank", kendall=False)
+    probe = gym.make(env_id, **dict(kwargs, split=split))
+    n, steps, gallery = probe.unwrapped.num_sketches, probe.unwrapped.steps, probe.unwrapped.gallery_size
+    probe.close()
+    venv = make_native_vec_env(env_id, n, split, env_device, **kwargs)
+    try:
+        obs, _ = venv.reset(seed=0)
+        ranks = np.zeros((n, steps), dtype=np.int64)
+        for t in range(steps):
+            obs, _, _, _, info = venv.step(act(np.asarray(obs)))
+            if "final_info" in info:  # same-step autoreset: the last step's infos moved to final_info
+                done = np.asarray(info["_final_obs"], dtype=bool)
+                ranks[done, t] = np.asarray(info["final_info"]["rank"])[done]
+                if (~done).any():
+                    ranks[~done, t] = np.asarray(info["rank"])[~done]
+            else:
+                ranks[:, t] = np.asarray(info["rank"])
+    finally:
+        venv.close()
+    return ranks, gallery
+
+
+def evaluate_agent_ranks(model: Any, env_id: str, env_kwargs: dict[str, Any], split: str = "test",
+                         env_device: str = "cpu", deterministic: bool = True, seed: int = 0) -> tuple[np.ndarray, int]:
+    """Ranks ``(n, S)`` of an SB3 model's actions (mean action, or sampled with ``seed``) on every sketch."""
+    if not deterministic:
+        model.set_random_seed(seed)
+    return _play_split(env_id, env_kwargs, split, env_device,
+                       lambda obs: model.predict(obs, deterministic=deterministic)[0])
+
+
+def frozen_backend_ranks(env_id: str, env_kwargs: dict[str, Any], split: str = "test") -> tuple[np.ndarray, int]:
+    """Ranks of the frozen backend's own queries: ``action="residual"`` with a zero action."""
+    kwargs = dict(env_kwargs, action="residual")
+    probe = gym.make(env_id, **dict(kwargs, split=split))
+    d = probe.action_space.shape[0]
+    probe.close()
+    return _play_split(env_id, kwargs, split, "cpu", lambda obs: np.zeros((len(obs), d), dtype=np.float32))

@@ -1,0 +1,109 @@
+"""Saving and loading agents without unpickling anything from the file.
+
+An SB3 ``.zip`` holds the weights (``policy.pth``, read by SB3 with ``torch.load(weights_only=True)``) and a
+JSON ``data`` file in which every value JSON cannot hold (the spaces, the policy class, schedules, the
+rollout-buffer class) is a base64 cloudpickle that ``Algorithm.load`` would unpickle: loading an agent
+someone sent you would run whatever it asks. So :func:`save_agent` also stores ``sketch_meta``, a plain-JSON
+description of everything those pickles carry, and :func:`load_agent` rebuilds each pickled value from it
+and hands them to SB3 as ``custom_objects``, which SB3 uses *instead of* unpickling. A file with a pickled
+value that the metadata does not cover is refused.
+
+Saves are atomic: written to a temporary file beside the target and moved into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.utils import ConstantSchedule
+
+from agents.algorithms import algorithm_spec
+from agents.policy import LinearGaussianPolicy
+from sketch_env.errors import DataFormatError
+
+__all__ = ["save_agent", "load_agent", "read_meta", "AGENT_FORMAT"]
+
+AGENT_FORMAT = "sketch-env-agent/1"
+
+
+def _box_to_json(space: spaces.Box) -> dict[str, Any]:
+    return {"shape": list(space.shape), "low": space.low.tolist(), "high": space.high.tolist(),
+            "dtype": str(space.dtype)}
+
+
+def _box_from_json(d: dict[str, Any]) -> spaces.Box:
+    dtype = np.dtype(d["dtype"])
+    return spaces.Box(np.asarray(d["low"], dtype=dtype), np.asarray(d["high"], dtype=dtype),
+                      shape=tuple(d["shape"]), dtype=dtype)
+
+
+def save_agent(model: Any, path: str | Path, algo: str, env_id: str, env_kwargs: dict[str, Any],
+               hyperparams: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` (an SB3 algorithm of method ``algo``) with its plain-JSON metadata, atomically."""
+    path = Path(path)
+    if path.suffix != ".zip":
+        path = path.with_suffix(".zip")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.sketch_meta = {
+        "format": AGENT_FORMAT, "algo": algo, "env_id": env_id, "env_kwargs": dict(env_kwargs),
+        "hyperparams": json.loads(json.dumps(hyperparams, default=str)),
+        "observation_space": _box_to_json(model.observation_space),
+        "action_space": _box_to_json(model.action_space),
+        "learning_rate": float(model.learning_rate) if np.isscalar(model.learning_rate) else None,
+        "clip_range": float(hyperparams.get("clip_range", 0.2)),
+        **(extra or {}),
+    }
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.zip")
+    try:
+        # rollout state (last observations, episode buffers) is rebuilt by the next learn(); it is not saved
+        model.save(tmp, exclude=["_last_obs", "_last_episode_starts", "_last_original_obs", "ep_info_buffer",
+                                 "ep_success_buffer"])
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The ``sketch_meta`` of a saved agent (plain JSON; nothing is unpickled)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such agent file")
+    try:
+        with zipfile.ZipFile(path) as z:
+            data = json.loads(z.read("data"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as e:
+        raise DataFormatError(path, f"not an SB3 agent archive ({e})") from None
+    meta = data.get("sketch_meta")
+    if not isinstance(meta, dict) or meta.get("format") != AGENT_FORMAT:
+        raise DataFormatError(path, "has no sketch-env metadata (not saved by agents.io.save_agent); refusing to "
+                              "unpickle its contents", item="data/sketch_meta")
+    return meta | {"_serialized": sorted(k for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v)}
+
+
+def load_agent(path: str | Path, env: Any = None, device: str = "auto") -> Any:
+    """Load an agent saved by :func:`save_agent`; its pickled values are rebuilt from the metadata."""
+    meta = read_meta(path)
+    cls, _, _ = algorithm_spec(meta["algo"])
+    lr = meta.get("learning_rate") or 3e-4
+    rebuild = {
+        "policy_class": LinearGaussianPolicy,
+        "observation_space": _box_from_json(meta["observation_space"]),
+        "action_space": _box_from_json(meta["action_space"]),
+        "lr_schedule": ConstantSchedule(lr),
+        "clip_range": meta["clip_range"],
+        "rollout_buffer_class": RolloutBuffer,
+    }
+    unknown = [k for k in meta["_serialized"] if k not in rebuild]
+    if unknown:
+        raise DataFormatError(path, f"holds pickled values {unknown} that sketch-env does not rebuild; refusing to "
+                              "unpickle them", item="data")
+    return cls.load(path, env=env, device=device, custom_objects={k: rebuild[k] for k in meta["_serialized"]})

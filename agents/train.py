@@ -1,0 +1,218 @@
+"""Training an RL method on the on-the-fly retrieval env (``sketch-env train``).
+
+One run = one method, one env id, one seed, in its own folder (default ``runs/agents/<env>/<method>-s<seed>``)::
+
+    config.json      what the run was started with (a resumed run must match it)
+    last.zip         the latest checkpoint (atomic; written at every evaluation and at the end)
+    best.zip         the checkpoint with the best validation m@B so far (selection never sees the test split)
+    history.jsonl    one line per evaluation: env steps, wall time, validation m@A / m@B / A@q
+    tb/              TensorBoard logs: SB3's training scalars, rollout/rank and rollout/inverse_rank of the
+                     training episodes, eval/m@B and eval/m@A of the validation split
+
+Training runs on the native vector env of the training split (``gym.make_vec``, adapted to SB3), with the
+policy on ``device`` and the env's array work on ``env_device``. A killed run started again with the same
+folder and configuration resumes from ``last.zip`` (weights, optimiser, step count, best score); the
+rollout RNG restarts from a seed derived from the step count, so a resumed run is not bit-identical to an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from agents.algorithms import algorithm_spec
+from agents.config import load_hyperparams
+from agents.envs import env_short_name, evaluate_agent_ranks, make_sb3_vec_env, policy_start
+from agents.io import load_agent, save_agent
+from agents.policy import LinearGaussianPolicy
+from sketch_env.metrics import summarise
+
+__all__ = ["RLTrainConfig", "train_agent", "pick_device"]
+
+
+def pick_device(device: str = "auto") -> str:
+    """``auto`` -> ``cpu``: the policy is one linear layer (F x d), which SB3 runs faster on the CPU than on a
+    GPU (kernel-launch and transfer costs dominate; measured in benchmarks/rl_methods.py's log); ``cuda`` is
+    honoured when asked for."""
+    if device == "auto":
+        return "cpu"
+    return device
+
+
+@dataclass
+class RLTrainConfig:
+    algo: str = "ppo-a-clip"
+    env_id: str = "SketchEnv/OnTheFly-Kanji-v0"
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """extra env kwargs (backend, steps, reward, ...); the split is set by the trainer"""
+    timesteps: int | None = None
+    """env steps of training (default: the hyper-parameter file's n_timesteps)"""
+    minutes: float | None = None
+    """wall-time budget of training (evaluation included); None: no budget"""
+    seed: int = 0
+    device: str = "auto"
+    """where the policy runs"""
+    env_device: str = "cpu"
+    """where the native vector env computes distances, ranks and Kendall-tau"""
+    eval_every: int = 100_000
+    """env steps between validation evaluations (and checkpoints)"""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """hyper-parameter overrides (``policy_kwargs`` merged key by key)"""
+    out: str | None = None
+    progress: bool = True
+
+    def output_dir(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        return Path("runs") / "agents" / env_short_name(self.env_id) / f"{self.algo}-s{self.seed}"
+
+
+class _TrainingMonitor(BaseCallback):
+    """Logs the training episodes' ranks, evaluates on the validation split every ``eval_every`` steps,
+    keeps ``best.zip``, writes ``last.zip`` and ends training at the wall-time budget."""
+
+    def __init__(self, run: _Run) -> None:
+        super().__init__()
+        self.run = run
+        self.next_eval = run.state["next_eval"]
+        self.ranks: list[np.ndarray] = []
+
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos") or []
+        if infos and "rank" in infos[0]:
+            self.ranks.append(np.array([info["rank"] for info in infos], dtype=np.float64))
+        if self.num_timesteps >= self.next_eval:
+            self.run.evaluate_and_checkpoint(self.model)
+            self.next_eval = self.run.state["next_eval"]
+        return not self.run.out_of_time()
+
+    def _on_rollout_end(self) -> None:
+        if self.ranks:
+            r = np.concatenate(self.ranks)
+            self.logger.record("rollout/rank", float(r.mean()))
+            self.logger.record("rollout/inverse_rank", float((1.0 / r).mean()))
+            self.ranks = []
+
+
+class _Run:
+    def __init__(self, cfg: RLTrainConfig, hp: dict[str, Any], env_kwargs: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.hp = hp
+        self.env_kwargs = env_kwargs
+        self.out = cfg.output_dir()
+        self.t_start = time.perf_counter()
+        # next_eval = 0: the first step evaluates the starting point (the frozen model's score when initialised
+        # from the backend), before any update
+        self.state: dict[str, Any] = {"best": -1.0, "next_eval": 0, "elapsed": 0.0}
+        self.elapsed_before = 0.0
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.t_start
+
+    def out_of_time(self) -> bool:
+        return self.cfg.minutes is not None and self.elapsed() >= self.cfg.minutes * 60.0
+
+    def validate(self, model: Any) -> dict[str, float]:
+        ranks, gallery = evaluate_agent_ranks(model, self.cfg.env_id, self.env_kwargs, split="val",
+                                              env_device=self.cfg.env_device)
+        return summarise(ranks, gallery)
+
+    def evaluate_and_checkpoint(self, model: Any) -> None:
+        scores = self.validate(model)
+        step = int(model.num_timesteps)
+        logger = getattr(model, "_logger", None)  # set up by learn(); absent for a run of 0 steps
+        if logger is not None:
+            logger.record("eval/m@B", scores["m@B"])
+            logger.record("eval/m@A", scores["m@A"])
+            logger.dump(step)
+        row = {"timesteps": step, "elapsed": round(self.elapsed(), 1)} | {
+            k: float(v) for k, v in scores.items() if k in ("m@A", "m@B", "A@1", "A@5", "A@10")}
+        with open(self.out / "history.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        self.state["next_eval"] = step + self.cfg.eval_every
+        self.state["elapsed"] = self.elapsed()
+        extra = {"train_state": dict(self.state)}
+        if scores["m@B"] > self.state["best"]:
+            self.state["best"] = scores["m@B"]
+            extra = {"train_state": dict(self.state)}
+            save_agent(model, self.out / "best.zip", self.cfg.algo, self.cfg.env_id, self.env_kwargs, self.hp, extra)
+        save_agent(model, self.out / "last.zip", self.cfg.algo, self.cfg.env_id, self.env_kwargs, self.hp, extra)
+        if self.cfg.progress:
+            print(f"[{self.cfg.algo} s{self.cfg.seed}] {step} steps, {self.elapsed():.0f} s: validation "
+                  f"m@A {scores['m@A']:.1f} m@B {scores['m@B']:.1f} (best {self.state['best']:.1f})", flush=True)
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def train_agent(cfg: RLTrainConfig) -> Path:
+    """Train (or resume) one run; returns the path of ``best.zip``."""
+    cls, fixed, fixed_policy = algorithm_spec(cfg.algo)
+    hp = load_hyperparams(cfg.algo, cfg.env_id, cfg.overrides)
+    learn_hp = dict(hp)
+    n_envs = int(learn_hp.pop("n_envs", 64))
+    timesteps = int(cfg.timesteps if cfg.timesteps is not None else learn_hp.pop("n_timesteps", 1_000_000))
+    learn_hp.pop("n_timesteps", None)
+    policy_kwargs = dict(learn_hp.pop("policy_kwargs", {}) or {})
+    init_from_backend = bool(policy_kwargs.pop("init_from_backend", True))
+    policy_kwargs = fixed_policy | policy_kwargs
+    if cfg.algo == "vpg" and learn_hp.get("baseline"):
+        policy_kwargs["critic"] = True
+
+    out = cfg.output_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    env_kwargs = dict(cfg.env_kwargs)
+    run_config = {"config": asdict(cfg) | {"out": str(out)}, "hyperparams": hp}
+    run_config = json.loads(json.dumps(run_config, default=str))
+    run_config["config"].pop("minutes", None)  # a resumed run may get a new budget
+    run_config["config"].pop("timesteps", None)
+    run_config["config"].pop("progress", None)
+
+    env = make_sb3_vec_env(cfg.env_id, n_envs=n_envs, seed=cfg.seed, split="train", env_device=cfg.env_device,
+                           **env_kwargs)
+    run = _Run(cfg, hp, env_kwargs)
+    last = out / "last.zip"
+    device = pick_device(cfg.device)
+    if last.exists():
+        saved = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else None
+        if saved != run_config:
+            raise ValueError(f"{out} holds a run with another configuration; use another --out or delete it")
+        model = load_agent(last, env=env, device=device)
+        from agents.io import read_meta
+
+        run.state.update(read_meta(last).get("train_state", {}))
+        run.elapsed_before = float(run.state.get("elapsed", 0.0))
+        model.set_random_seed(cfg.seed + int(model.num_timesteps))
+        print(f"resuming {out} at {model.num_timesteps} env steps")
+    else:
+        _write_json_atomic(out / "config.json", run_config)
+        residual = env_kwargs.get("action", "direct") == "residual"
+        start = policy_start(cfg.env_id, env_kwargs, with_query_layer=init_from_backend and not residual)
+        policy_kwargs.setdefault("obs_scale", start["obs_scale"])
+        model = cls(LinearGaussianPolicy, env, policy_kwargs=policy_kwargs, seed=cfg.seed, device=device,
+                    tensorboard_log=str(out / "tb"), verbose=0, **fixed, **learn_hp)
+        if init_from_backend:
+            if residual:
+                model.policy.zero_mean()
+            else:
+                model.policy.init_mean_from(start["weight"], start["bias"])
+    remaining = max(0, timesteps - int(model.num_timesteps))
+    if remaining and not run.out_of_time():
+        model.learn(remaining, callback=_TrainingMonitor(run), reset_num_timesteps=False,
+                    tb_log_name="run", progress_bar=False)
+        run.evaluate_and_checkpoint(model)
+    elif not (out / "best.zip").exists():  # nothing to train (0 steps): the starting point is the result
+        run.evaluate_and_checkpoint(model)
+    env.close()
+    return out / "best.zip"

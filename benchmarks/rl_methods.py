@@ -1,0 +1,159 @@
+"""The RL-method table: the six methods x seeds, mean and 95 % interval of m@A, m@B, A@5, A@10, next to the
+frozen backend they start from.
+
+    python benchmarks/rl_methods.py                                  # kanji, B1, 6 methods x 3 seeds
+    python benchmarks/rl_methods.py --methods ppo-a-clip --seeds 0 1 2 --minutes 15
+    python benchmarks/rl_methods.py --dataset chairv2 --data-root ~/data/ChairV2 --jobs 2
+
+Each run is its own process (``sketch-env train`` then ``sketch-env evaluate --json``) in its own run folder,
+so ``--jobs N`` runs N at once and a killed benchmark resumes its runs where they stopped (a finished run
+is only evaluated again). The test split is used for the reported figures only; each run keeps the
+checkpoint with the best validation m@B. Writes ``rl_methods.md``, ``rl_methods.csv`` and ``curves.png``
+(mean curve per method) to ``--out`` and prints the table with each run's wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ENV_IDS = {"kanji": "SketchEnv/OnTheFly-Kanji-v0", "shoev2": "SketchEnv/OnTheFly-ShoeV2-v0",
+           "chairv2": "SketchEnv/OnTheFly-ChairV2-v0"}
+METHODS = ["vpg", "ppo-a-clip", "ppo-ac-clip", "ppo-a-kl", "ppo-ac-kl", "trpo"]
+LABELS = {"vpg": "vanilla policy gradient", "ppo-a-clip": "PPO actor-only, clipping (final)",
+          "ppo-ac-clip": "PPO actor-critic, clipping", "ppo-a-kl": "PPO actor-only, KL penalty",
+          "ppo-ac-kl": "PPO actor-critic, KL penalty", "trpo": "TRPO"}
+COLUMNS = ("m@A", "m@B", "A@5", "A@10")
+# two-sided 95 % Student-t quantiles by degrees of freedom (n - 1)
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95 % t-interval (0 for one value)."""
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        return float(x.mean()), 0.0
+    t = _T975.get(len(x) - 1, 1.96)
+    return float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(len(x)))
+
+
+def run_one(args: argparse.Namespace, algo: str, seed: int, env_id: str, env_kwargs: list[str]) -> dict:
+    out = Path(args.runs) / args.dataset / f"{args.backend}" / f"{algo}-s{seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "benchmark.log"
+    cmd = [sys.executable, "-m", "sketch_env.cli", "train", "--algo", algo, "--env", env_id, "--seed", str(seed),
+           "--out", str(out), "--eval-every", str(args.eval_every)]
+    if args.minutes is not None:
+        cmd += ["--minutes", str(args.minutes)]
+    if args.timesteps is not None:
+        cmd += ["--timesteps", str(args.timesteps)]
+    for kv in env_kwargs:
+        cmd += ["--env-kwarg", kv]
+    for kv in args.hp:
+        cmd += ["--hp", kv]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    t0 = time.perf_counter()
+    with open(log, "a") as f:
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    train_s = time.perf_counter() - t0
+    res = subprocess.run([sys.executable, "-m", "sketch_env.cli", "evaluate", "--model", str(out / "best.zip"),
+                          "--json", "--out", str(out / "eval-test")], check=True, capture_output=True, text=True,
+                         env=env, cwd=ROOT)
+    rows = json.loads(res.stdout.strip().splitlines()[-1])
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines() if line.strip()]
+    curves = {}
+    with open(out / "eval-test" / "curves.csv") as f:
+        for r in csv.DictReader(f):
+            curves.setdefault(r["method"], []).append((float(r["percent"]), float(r["ranking_percentile"]),
+                                                       float(r["inverse_rank"])))
+    agent = rows[next(k for k in rows if k != "frozen backend")]
+    print(f"[{algo} s{seed}] {train_s / 60:.1f} min this call; test m@A {agent['m@A']:.1f} m@B {agent['m@B']:.1f}",
+          flush=True)
+    return {"algo": algo, "seed": seed, "rows": rows, "train_seconds": train_s,
+            "run_seconds": history[-1]["elapsed"] if history else train_s, "curves": curves}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="kanji", choices=sorted(ENV_IDS))
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--backend", default="b1", help="the frozen backend the policies start from (b1, b2, path)")
+    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--minutes", type=float, default=15.0, help="wall-time budget per run")
+    p.add_argument("--timesteps", type=int, default=None, help="env steps per run (default: the YAML's)")
+    p.add_argument("--eval-every", type=int, default=100_000)
+    p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="hyper-parameter override")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (independent processes)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
+    p.add_argument("--runs", default="runs/benchmarks/rl_methods")
+    p.add_argument("--out", default="benchmarks/results/rl_methods")
+    args = p.parse_args(argv)
+    args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    env_id = ENV_IDS[args.dataset]
+    env_kwargs = [f"backend={args.backend}"] + ([f"data_root={args.data_root}"] if args.data_root else [])
+
+    jobs = [(algo, seed) for algo in args.methods for seed in args.seeds]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(lambda j: run_one(args, j[0], j[1], env_id, env_kwargs), jobs))
+
+    # the frozen backend's row is the same in every run's evaluation (same test episodes): take the first
+    frozen = results[0]["rows"]["frozen backend"]
+    table_rows = {f"{args.backend.upper()} (frozen backend)": {c: (frozen[c], 0.0) for c in COLUMNS} | {"minutes": "-"}}
+    csv_rows = []
+    curves = {f"{args.backend.upper()} (frozen)": results[0]["curves"]["frozen backend"]}
+    for algo in args.methods:
+        runs = [r for r in results if r["algo"] == algo]
+        label = next(k for k in runs[0]["rows"] if k != "frozen backend")
+        stats = {c: mean_ci([r["rows"][label][c] for r in runs]) for c in COLUMNS}
+        minutes = np.mean([r["run_seconds"] for r in runs]) / 60
+        table_rows[f"{LABELS[algo]} (`{algo}`)"] = stats | {"minutes": f"{minutes:.1f}"}
+        curves[algo] = np.mean([np.asarray(r["curves"][label]) for r in runs], axis=0).tolist()
+        for r in runs:
+            csv_rows.append({"method": algo, "seed": r["seed"], **{c: r["rows"][label][c] for c in COLUMNS},
+                             "run_seconds": round(r["run_seconds"], 1)})
+
+    cmd = "python benchmarks/rl_methods.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    lines = [f"`{cmd.strip()}` ({platform.machine()}, {len(args.seeds)} seeds, mean ± 95 % t-interval; "
+             f"minutes = wall time of one run, evaluation included)", "",
+             "| method | " + " | ".join(COLUMNS) + " | minutes |", "| --- | " + " | ".join("---:" for _ in COLUMNS)
+             + " | ---: |"]
+    for name, row in table_rows.items():
+        cells = [f"{row[c][0]:.1f} ± {row[c][1]:.1f}" if row[c][1] else f"{row[c][0]:.1f}" for c in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['minutes']} |")
+    table = "\n".join(lines)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rl_methods.md").write_text(table + "\n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(csv_rows[0]))
+    writer.writeheader()
+    writer.writerows(csv_rows)
+    (out / "rl_methods.csv").write_text(buf.getvalue())
+    from embeddings.evaluate import plot_curves
+
+    plot_curves({k: {"percent": [v[0] for v in c], "ranking_percentile": [v[1] for v in c],
+                     "inverse_rank": [v[2] for v in c]} for k, c in curves.items()},
+                out / "curves.png", title=f"{args.dataset}: RL methods from {args.backend.upper()}")
+    print(table)
+    print(f"wrote {out / 'rl_methods.md'}, {out / 'rl_methods.csv'}, {out / 'curves.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,282 @@
+"""The batched core of the retrieval environments: N episodes as arrays, stepped together.
+
+:class:`OnTheFlyRetrievalEnv` runs it with N = 1 and :class:`OnTheFlyRetrievalVectorEnv` with N envs, so
+both compute observations, queries, distances, ranks, Kendall-tau distances and rewards with the same
+code. One step of env ``i`` at 0-based step ``t`` (its partial sketch shows step ``t + 1`` of ``S``):
+
+1. the query: ``q = normalise(a)`` (``action="direct"``) or ``q = normalise(q_own + a)``
+   (``action="residual"``, ``q_own`` the backend's own query of this partial sketch) by
+   :func:`normalise_queries`;
+2. distances ``||q - g_p||`` to every gallery photo by :func:`sketch_env.metrics.euclidean_distance`
+   (float64 sums, rounded to float32; a zero query is at distance 1 from every photo, so all photos tie);
+3. ``rank = #{p : d_p <= d_true}`` (:func:`sketch_env.metrics.rank`) and the ranking ``L`` (photos by
+   ``(d, index)``, :func:`sketch_env.envs.kendall.ranking_order`);
+4. ``tau = tau(L_prev, L)`` (:mod:`sketch_env.envs.kendall`; NaN at the first step) and the reward
+   (:mod:`sketch_env.envs.rewards`).
+
+With ``compute="torch"`` steps 2-4 run on a torch device (the gallery is moved there once); the query
+normalisation, the reward arithmetic and the observation gather stay in NumPy, so results agree with
+the NumPy path (float64 sums rounded to float32 on both; tests check equality).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from sketch_env import metrics
+from sketch_env.envs import kendall, rewards
+from sketch_env.envs.data import RetrievalData
+
+__all__ = ["EnvOptions", "RetrievalEngine", "normalise_queries", "make_spaces", "ACTION_MODES", "ORDERS"]
+
+ACTION_MODES = ("direct", "residual")
+ORDERS = ("random", "sequential")
+COMPUTES = ("numpy", "torch")
+
+
+@dataclass(frozen=True)
+class EnvOptions:
+    """The environment's behaviour (everything but the data); see the env's Arguments."""
+
+    action: str = "direct"
+    reward: str = "paper"
+    gamma1: float = 1.0
+    gamma2: float = 1.0
+    reward_scale: float = 1.0
+    kendall: bool = True
+    topk: int = 5
+    observe_progress: bool = False
+    obs_bound: float = 1000.0
+    action_bound: float = 1.0
+    order: str = "random"
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTION_MODES:
+            raise ValueError(f"action must be one of {ACTION_MODES}, got {self.action!r}")
+        if self.reward not in rewards.REWARD_SCHEMES:
+            raise ValueError(f"unknown reward {self.reward!r}; choose one of {', '.join(rewards.REWARD_SCHEMES)}")
+        if self.order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {self.order!r}")
+        for name in ("gamma1", "gamma2", "reward_scale", "obs_bound", "action_bound"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.obs_bound <= 0 or self.action_bound <= 0:
+            raise ValueError(f"obs_bound and action_bound must be > 0, got {self.obs_bound}, {self.action_bound}")
+        if not isinstance(self.topk, (int, np.integer)) or self.topk < 1:
+            raise ValueError(f"topk must be a positive integer, got {self.topk!r}")
+        if rewards.needs_kendall(self.reward) and not self.kendall:
+            raise ValueError("reward='paper' needs the Kendall-tau distance: kendall=False is not possible with it")
+
+
+def make_spaces(data: RetrievalData, options: EnvOptions) -> tuple[spaces.Box, spaces.Box]:
+    """``(observation_space, action_space)`` of one env; checks the features lie within ``obs_bound``."""
+    top = data.max_abs_feature()
+    if top > options.obs_bound:
+        raise ValueError(
+            f"sketch features reach |f| = {top:.4g}, beyond obs_bound={options.obs_bound:g}: "
+            f"pass a larger obs_bound (e.g. obs_bound={2 ** math.ceil(math.log2(top)):g})"
+        )
+    if options.action == "residual" and data.queries is None:
+        raise ValueError("action='residual' needs the backend's own queries, and these data have none")
+    f = data.feature_dim
+    low = np.full(f + options.observe_progress, -options.obs_bound, dtype=np.float32)
+    high = np.full(f + options.observe_progress, options.obs_bound, dtype=np.float32)
+    if options.observe_progress:
+        low[-1], high[-1] = 0.0, 1.0
+    obs = spaces.Box(low, high, dtype=np.float32)
+    b = options.action_bound
+    act = spaces.Box(-b, b, shape=(data.embed_dim,), dtype=np.float32)
+    return obs, act
+
+
+def normalise_queries(x: np.ndarray) -> np.ndarray:
+    """``x / ||x||`` per row, float32, with two exact cases: a zero row stays zero (the env ranks it as
+    equidistant from every photo), and a row already of unit norm to float32 precision
+    (``| ||x||^2 - 1 | <= 1e-6``) is returned unchanged, so the backend's own query (already normalised)
+    is used bit for bit and a zero residual reproduces the frozen model exactly."""
+    x = np.asarray(x, dtype=np.float32)
+    x64 = x.astype(np.float64)
+    sq = (x64 * x64).sum(-1)
+    scale = (sq > 0) & (np.abs(sq - 1.0) > 1e-6)
+    out = x.copy()
+    if scale.any():
+        out[scale] = (x64[scale] / np.sqrt(sq[scale])[:, None]).astype(np.float32)
+    return out
+
+
+class RetrievalEngine:
+    """N episodes of the retrieval env as arrays (module docstring).
+
+    Args:
+        data: the split's arrays.
+        num_envs: N.
+        options: the env's behaviour.
+        compute: ``"numpy"`` or ``"torch"``.
+        device: the torch device (``compute="torch"``).
+        kernel: the NumPy Kendall kernel (:data:`sketch_env.envs.kendall.KERNELS`).
+    """
+
+    def __init__(
+        self,
+        data: RetrievalData,
+        num_envs: int,
+        options: EnvOptions,
+        compute: str = "numpy",
+        device: str = "cpu",
+        kernel: str = "auto",
+    ) -> None:
+        if compute not in COMPUTES:
+            raise ValueError(f"compute must be one of {COMPUTES}, got {compute!r}")
+        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self.data = data
+        self.num_envs = n = int(num_envs)
+        self.options = options
+        self.compute = compute
+        self.kernel = kernel if compute == "torch" else kendall.resolve_kernel(kernel)
+        self.steps = data.steps
+        self.gallery_size = p = data.gallery_size
+        self.k = min(options.topk, p)
+        self.pairs = p * (p - 1) // 2
+        self.sketch = np.zeros(n, dtype=np.int64)
+        self.t = np.zeros(n, dtype=np.int64)  # steps taken in the episode
+        self.photo = np.zeros(n, dtype=np.int64)
+        self.prev_tau = np.full(n, np.nan)
+        self.started = np.zeros(n, dtype=bool)
+        self._prepared = metrics.prepare_gallery(data.gallery)
+        if compute == "torch":
+            import torch
+
+            self._torch = torch
+            self.device = torch.device(device)
+            self._gallery_rows = torch.from_numpy(self._prepared).to(self.device)
+            self.order = torch.zeros((n, p), dtype=torch.int64, device=self.device)
+        else:
+            if device != "cpu":
+                raise ValueError(f"compute='numpy' runs on the CPU; device={device!r} needs compute='torch'")
+            self.device = "cpu"
+            self.order = np.zeros((n, p), dtype=np.int32)
+            if self.kernel.startswith("numba") and options.kendall:  # load (or compile) it now, not mid-episode
+                kendall.discordant_pairs(self.order[:1, :2], self.order[:1, :2] * 0 + [[1, 0]], self.kernel)
+        self.last_info: dict[str, np.ndarray] | None = None
+
+    # -- episodes ------------------------------------------------------------------------------------
+    def begin(self, ids: np.ndarray, sketches: np.ndarray) -> None:
+        """Start episodes of ``sketches`` in envs ``ids``."""
+        ids = np.asarray(ids, dtype=np.int64)
+        sketches = np.asarray(sketches, dtype=np.int64)
+        if sketches.min(initial=0) < 0 or sketches.max(initial=0) >= self.data.num_sketches:
+            raise ValueError(f"sketch indices must lie in [0, {self.data.num_sketches}), got {sketches.tolist()}")
+        self.sketch[ids] = sketches
+        self.t[ids] = 0
+        self.photo[ids] = self.data.photo_index[sketches]
+        self.prev_tau[ids] = np.nan
+        self.started[ids] = True
+
+    def observe(self, ids: np.ndarray | None = None) -> np.ndarray:
+        """Observations of envs ``ids`` (all by default): float32 ``(len(ids), F [+ 1])``, a fresh array.
+        After the last step an env observes its complete sketch again."""
+        ids = slice(None) if ids is None else np.asarray(ids, dtype=np.int64)
+        shown = np.minimum(self.t[ids], self.steps - 1)
+        feats = np.asarray(self.data.sketch_features[self.data.rows(self.sketch[ids]), shown], dtype=np.float32)
+        if not self.options.observe_progress:
+            return feats
+        progress = ((shown + 1) / self.steps).astype(np.float32)
+        return np.concatenate([feats, progress[:, None]], axis=1)
+
+    # -- a step --------------------------------------------------------------------------------------
+    def _queries(self, actions: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        a = np.asarray(actions, dtype=np.float32)
+        d = self.data.embed_dim
+        if a.shape != (len(ids), d):
+            raise ValueError(f"actions must have shape ({len(ids)}, {d}), got {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError("actions contain NaN or inf")
+        if self.options.action == "residual":
+            own = np.asarray(self.data.queries[self.data.rows(self.sketch[ids]), self.t[ids]], dtype=np.float32)
+            a = own + a
+        return normalise_queries(a)
+
+    def _rank_numpy(self, q: np.ndarray, sel: slice | np.ndarray, first: np.ndarray):
+        dist = metrics.euclidean_distance(q, None, prepared=self._prepared)
+        zero = ~q.any(axis=1)
+        if zero.any():
+            dist[zero] = 1.0
+        rank = metrics.rank(dist, self.photo[sel])
+        order = kendall.ranking_order(dist)
+        disc = None
+        if self.options.kendall and not first.all():
+            disc = kendall.discordant_pairs(self.order[sel], order, self.kernel)
+        self.order[sel] = order
+        return rank, disc, order[:, : self.k].astype(np.int64)
+
+    def _rank_torch(self, q: np.ndarray, sel: slice | np.ndarray, first: np.ndarray):
+        torch = self._torch
+        dev = self.device
+        q_rows = torch.from_numpy(metrics.prepare_queries(q)).to(dev, non_blocking=True)
+        dist = (q_rows @ self._gallery_rows.T).float().clamp_(min=0.0).sqrt_()
+        zero = ~q.any(axis=1)
+        if zero.any():
+            dist[torch.from_numpy(zero).to(dev)] = 1.0
+        photo = torch.from_numpy(self.photo[sel]).to(dev)
+        rank = (dist <= dist.gather(1, photo[:, None])).sum(1)
+        order = kendall.ranking_order_torch(dist)
+        rows = sel if isinstance(sel, slice) else torch.from_numpy(sel).to(dev)
+        disc = None
+        if self.options.kendall and not first.all():
+            disc = kendall.discordant_pairs_torch(self.order[rows], order).cpu().numpy()
+        self.order[rows] = order
+        return rank.cpu().numpy().astype(np.int64), disc, order[:, : self.k].cpu().numpy()
+
+    def step(self, actions: np.ndarray, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Step envs ``ids`` (all by default) with ``actions (len(ids), d)``.
+
+        Returns ``(reward float64, terminated bool, info)`` for those envs, ``info`` a dict of arrays:
+        ``rank``, ``percentile``, ``kendall_tau`` (``tau(L_prev, L)``, NaN at an episode's first step),
+        ``photo_index``, ``topk (len, k)``, ``sketch_index``, ``step`` (1-based), ``local_reward``,
+        ``global_reward``.
+        """
+        every = ids is None
+        ids = np.arange(self.num_envs) if every else np.asarray(ids, dtype=np.int64)
+        if not self.started[ids].all() or (self.t[ids] >= self.steps).any():
+            raise RuntimeError("step() on an episode that has not started or has ended: call reset() first")
+        q = self._queries(actions, ids)
+        first = self.t[ids] == 0
+        fn = self._rank_torch if self.compute == "torch" else self._rank_numpy
+        sel = slice(None) if every else ids  # all envs: views, not copies
+        rank, disc, topk = fn(q, sel, first)
+        if disc is None:
+            tau = np.full(len(ids), np.nan)
+        else:
+            tau = disc / self.pairs if self.pairs else np.zeros(len(ids))
+            tau[first] = np.nan
+        o = self.options
+        reward, local, glob = rewards.step_reward(
+            o.reward, rank, tau, self.prev_tau[ids], o.gamma1, o.gamma2, o.reward_scale
+        )
+        self.prev_tau[ids] = tau
+        self.t[ids] += 1
+        terminated = self.t[ids] >= self.steps
+        info = {
+            "rank": rank,
+            "percentile": np.asarray(metrics.ranking_percentile(rank, self.gallery_size), dtype=np.float64),
+            "kendall_tau": tau,
+            "photo_index": self.photo[ids].copy(),
+            "topk": topk,
+            "sketch_index": self.sketch[ids].copy(),
+            "step": self.t[ids].copy(),
+            "local_reward": np.asarray(local, dtype=np.float64),
+            "global_reward": np.asarray(glob, dtype=np.float64),
+        }
+        self.last_info = info
+        return np.asarray(reward, dtype=np.float64), terminated, info
+
+    def state_for(self, i: int) -> dict[str, Any]:
+        """Env ``i``'s episode position, for rendering."""
+        return {"sketch": int(self.sketch[i]), "t": int(self.t[i]), "photo": int(self.photo[i])}

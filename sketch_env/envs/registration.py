@@ -1,0 +1,84 @@
+"""The environment ids, registered with Gymnasium when ``sketch_env`` is imported.
+
+All ids are configurations of one class, :class:`~sketch_env.envs.retrieval.OnTheFlyRetrievalEnv`, with
+the batched :class:`~sketch_env.envs.vector.OnTheFlyRetrievalVectorEnv` as ``vector_entry_point``; spec
+kwargs are plain values (names, numbers, paths), so specs round-trip through JSON. Registering imports
+neither the env modules nor torch.
+
+=================================== ==========================================================================
+``SketchEnv/OnTheFly-v0``           generic: pass ``dataset``, ``backend``, ``split``, ``steps``, ``schedule``,
+                                    ``reward``, ``data_root``, ... (defaults: kanji, B1, train, 20, points, paper)
+``SketchEnv/OnTheFly-Kanji-v0``     the embedded kanji data with B1, no argument needed: the backend is read
+                                    from ``runs/`` or the cache, else trained on first use (10 minutes)
+``SketchEnv/OnTheFly-ShoeV2-v0``    QMUL-Shoe-V2 with B1: needs ``data_root``
+``SketchEnv/OnTheFly-ChairV2-v0``   QMUL-Chair-V2 with B1: needs ``data_root``
+``SketchEnv/OnTheFly-Synthetic-v0`` the tiny synthetic data with a tiny B1 trained on first use in seconds
+                                    (tests, demos; not a benchmark)
+=================================== ==========================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["register_envs", "ENV_IDS", "NAMESPACE", "SYNTHETIC_TRAIN"]
+
+NAMESPACE = "SketchEnv"
+ENTRY_POINT = "sketch_env.envs.retrieval:OnTheFlyRetrievalEnv"
+VECTOR_ENTRY_POINT = "sketch_env.envs.vector:OnTheFlyRetrievalVectorEnv"
+
+#: the tiny backend of the synthetic configuration: trained in seconds on the CPU
+SYNTHETIC_TRAIN: dict[str, Any] = {
+    "epochs": 6,
+    "batch_size": 16,
+    "val_fraction": 0.25,
+    "steps": 10,
+    "device": "cpu",
+    "backend_options": {
+        "channels": [8, 16, 16, 16],
+        "embed_dim": 16,
+        "render": {
+            "size": 32,
+            "line_width": 1,
+            "polarity": "white_on_black",
+            "antialias": False,
+            "thicken": "line",
+            "margin": 0,
+        },
+        "photo_size": 32,
+    },
+}
+
+_SPECS: dict[str, dict[str, Any]] = {
+    f"{NAMESPACE}/OnTheFly-v0": {},
+    f"{NAMESPACE}/OnTheFly-Kanji-v0": {"dataset": "kanji", "backend": "b1", "split": "train", "train_if_missing": True},
+    f"{NAMESPACE}/OnTheFly-ShoeV2-v0": {"dataset": "shoev2", "backend": "b1", "split": "train", "data_root": None},
+    f"{NAMESPACE}/OnTheFly-ChairV2-v0": {"dataset": "chairv2", "backend": "b1", "split": "train", "data_root": None},
+    f"{NAMESPACE}/OnTheFly-Synthetic-v0": {
+        "dataset": "synthetic",
+        "backend": "b1",
+        "split": "train",
+        "steps": 10,
+        "train_if_missing": True,
+        "train_options": SYNTHETIC_TRAIN,
+    },
+}
+
+ENV_IDS = tuple(_SPECS)
+
+
+def register_envs() -> None:
+    """Register every id (module table) once; calling it again changes nothing."""
+    import gymnasium
+
+    for env_id, kwargs in _SPECS.items():
+        if env_id in gymnasium.registry:
+            continue
+        gymnasium.register(
+            id=env_id,
+            entry_point=ENTRY_POINT,
+            vector_entry_point=VECTOR_ENTRY_POINT,
+            kwargs=kwargs,
+            max_episode_steps=None,
+            disable_env_checker=False,
+        )

@@ -1,0 +1,258 @@
+"""The on-the-fly retrieval environment (one episode = one sketch drawn step by step)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from sketch_env.envs.data import RetrievalData, load_retrieval_data
+from sketch_env.envs.engine import EnvOptions, RetrievalEngine, make_spaces
+
+__all__ = ["OnTheFlyRetrievalEnv", "DATA_ARGUMENTS", "split_arguments"]
+
+#: the arguments that say which data the env reads (:func:`sketch_env.envs.data.load_retrieval_data`)
+DATA_ARGUMENTS = tuple(inspect.signature(load_retrieval_data).parameters)
+_OPTION_ARGUMENTS = tuple(EnvOptions.__dataclass_fields__)
+
+
+def split_arguments(data: RetrievalData | None, kwargs: dict[str, Any]) -> tuple[RetrievalData, EnvOptions]:
+    """Load (or take) the data and build the options from an env's keyword arguments."""
+    unknown = set(kwargs) - set(DATA_ARGUMENTS) - set(_OPTION_ARGUMENTS)
+    if unknown:
+        known = sorted(DATA_ARGUMENTS + _OPTION_ARGUMENTS)
+        raise TypeError(f"unknown argument(s) {sorted(unknown)}; the retrieval env takes {', '.join(known)}")
+    options = EnvOptions(**{k: kwargs[k] for k in _OPTION_ARGUMENTS if k in kwargs})
+    if data is None:
+        data = load_retrieval_data(**{k: kwargs[k] for k in DATA_ARGUMENTS if k in kwargs})
+    elif not isinstance(data, RetrievalData):
+        raise TypeError(f"data must be a RetrievalData, got {type(data).__name__}")
+    return data, options
+
+
+class OnTheFlyRetrievalEnv(gym.Env):
+    """## Description
+
+    On-the-fly fine-grained sketch-based image retrieval as an episode ("Sketch Less for More", Bhunia et
+    al., CVPR 2020). A sketch is drawn in ``S`` steps (``steps``, 20 by default: 5 % of its points per
+    step, the papers' schedule). After each step the agent observes the frozen embedding backend's
+    feature of the partial sketch and answers with a query embedding; the gallery of photos is ranked by
+    Euclidean distance to the normalised query, and the agent is rewarded for putting the sketch's true
+    photo at the top as early as possible. Features, the backend's own queries and the gallery come from
+    the feature store (:mod:`embeddings.store`), computed once per backend and split.
+
+    ## Action Space
+
+    ``Box(-action_bound, action_bound, (d,), float32)`` (``d`` = the backend's embedding size, 64; bound 1
+    by default, the range SB3 recommends): a query embedding, L2-normalised before ranking, so only its
+    direction counts. Every unit direction is reachable in both modes (in ``"residual"`` mode because
+    ``q_own`` lies strictly inside the box). Actions are not clipped by the env; NaN or inf raise.
+
+    * ``action="direct"``: ``q = a / ||a||``. A zero action is the zero query, at distance 1 from every
+      photo: all photos tie and the true photo ranks last (``rank = P``).
+    * ``action="residual"``: ``q = (q_own + a) / ||q_own + a||`` with ``q_own`` the backend's own query of
+      this partial sketch, so the zero action reproduces the frozen model's ranks exactly (an already unit
+      vector is used bit for bit).
+
+    ## Observation Space
+
+    ``Box(-obs_bound, obs_bound, (F,), float32)``, a fresh array each call:
+
+    | index | observation | bounds |
+    |---|---|---|
+    | 0 .. F-1 | the backend's feature of the partial sketch shown (``F`` = its feature size) | ``±obs_bound`` (1000) |
+    | F (``observe_progress=True`` only) | the share of the sketch shown, ``(t + 1) / S`` | [0, 1] |
+
+    The bound is fixed (not computed per split) so train, val and test envs share one space; the env
+    checks at construction that its features lie within it.
+
+    ## Rewards
+
+    Ranks follow :mod:`sketch_env.metrics`: ``rank_t = #{photos p : ||q - g_p|| <= ||q - g_true||}``
+    (1-based, ties count against the agent). ``reward`` picks a scheme of :mod:`sketch_env.envs.rewards`:
+
+    * ``"paper"`` (default): ``gamma1 / rank_t + gamma2 * g``, with the paper's Kendall-tau term
+      ``g_t = -max(0, tau(L_t, L_{t+1}) - tau(L_{t-1}, L_t))`` (``L_t`` the whole gallery ranking at step
+      ``t``, ties broken by photo index; ``tau`` the normalised Kendall-tau distance, exact). ``g_t`` needs
+      ``L_{t+1}``, so it is paid one step late: steps 1 and 2 pay ``gamma1 / rank_t`` only, step ``t >= 3``
+      pays ``gamma1 / rank_t + gamma2 * g_{t-1}``, and the last step pays ``g_{S-1}``: an episode's return
+      is exactly ``gamma1 * sum_t 1 / rank_t + gamma2 * sum_{t=2}^{S-1} g_t``.
+    * ``"inverse_rank"`` ``1 / rank``, ``"inverse_sqrt_rank"`` ``1 / sqrt(rank)``, ``"neg_rank"``
+      ``-rank``, ``"top1"`` / ``"top5"`` / ``"top10"`` ``1[rank <= k]``: the paper's reward ablation.
+
+    Every reward is multiplied by ``reward_scale``. ``info`` holds ``rank``, ``percentile``
+    (``(P - rank) / (P - 1)``), ``kendall_tau`` (``tau(L_{t-1}, L_t)``; absent at the first step and with
+    ``kendall=False``), ``photo_index`` (the true photo), ``topk`` (the ``topk`` best photo indices), ``sketch_index``,
+    ``step`` (1-based), ``local_reward`` and ``global_reward`` (the Kendall term paid at this step).
+
+    ## Starting State
+
+    A sketch of the split drawn uniformly with the env's seeded ``np_random`` (``order="random"``), or the
+    split's sketches in turn (``order="sequential"``; a seeded reset restarts at sketch 0), or
+    ``reset(options={"sketch_index": i})``. The first observation shows step 1 of ``S``.
+
+    ## Episode End
+
+    Terminated after the ``S``-th step (the complete sketch); never truncated. The final observation
+    repeats the complete sketch's feature.
+
+    ## Arguments
+
+    ```python
+    gym.make("SketchEnv/OnTheFly-v0", dataset="kanji", backend="b1", split="train", steps=20,
+             schedule="points", reward="paper", data_root=None)
+    ```
+
+    Data: ``dataset`` (a :func:`sketch_env.datasets.make_dataset` name), ``data_root`` (for datasets read
+    from disk), ``scheme`` (split scheme, the dataset's default), ``backend`` (``ts``/``b1``/``b2``/``b3``
+    or a path to a ``backend.pt``; names resolve to ``runs/embeddings/<dataset>-<scheme>/<name>-s<seed>``
+    as ``sketch-env embed train`` writes it, then to the cache), ``backend_seed`` (0), ``split``
+    (``"train"``, ``"val"``: the photos the backend held out for validation and their sketches, excluded
+    from ``"train"``; ``"test"``), ``steps`` and ``schedule`` (``"points"`` or ``"strokes"``),
+    ``distractors`` (append every other photo of the dataset to the gallery), ``val_fraction`` (default:
+    the backend's), ``train_if_missing`` (train a missing backend on first use, with a progress bar and a
+    message: 10 minutes for kanji's B1), ``train_options`` (:class:`embeddings.train.TrainConfig` fields
+    for that), ``backend_device`` and ``progress``. See :mod:`sketch_env.envs.data`.
+
+    Behaviour: ``reward``, ``gamma1`` (1.0), ``gamma2`` (1.0), ``reward_scale`` (1.0), ``action``
+    (``"direct"`` | ``"residual"``), ``kendall`` (compute the Kendall-tau distance, True; ``False`` makes
+    non-``paper`` rewards cheaper and drops ``info["kendall_tau"]``), ``topk`` (5),
+    ``observe_progress`` (False), ``obs_bound`` (1000.0), ``action_bound`` (1.0), ``order``
+    (``"random"``), ``kernel`` (the Kendall kernel: ``"auto"`` uses numba when installed), ``render_mode``
+    (``None`` or ``"rgb_array"``: the partial sketch beside the top-k photos, the true one framed green).
+
+    ``data``: a :class:`~sketch_env.envs.data.RetrievalData` to use instead of loading (see
+    :meth:`from_arrays`); the data arguments are then ignored.
+
+    ## Vectorized environment
+
+    ``gym.make_vec("SketchEnv/OnTheFly-v0", num_envs=N, ...)`` gives
+    :class:`~sketch_env.envs.vector.OnTheFlyRetrievalVectorEnv` (the spec's ``vector_entry_point``): all
+    N envs in arrays (NumPy, or torch on a device with ``compute="torch", device="cuda"``), autoreset in
+    the same step, equal step for step to N of these envs seeded ``seed, seed + 1, ...``.
+    :class:`~sketch_env.envs.sb3.SB3VecEnv` adapts it to Stable-Baselines3.
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(
+        self,
+        dataset: str | None = "kanji",
+        backend: str = "b1",
+        split: str = "train",
+        steps: int = 20,
+        schedule: str = "points",
+        reward: str = "paper",
+        data_root: str | None = None,
+        *,
+        render_mode: str | None = None,
+        kernel: str = "auto",
+        data: RetrievalData | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.update(
+            dataset=dataset,
+            backend=backend,
+            split=split,
+            steps=steps,
+            schedule=schedule,
+            reward=reward,
+            data_root=data_root,
+        )
+        self.data, self.options = split_arguments(data, kwargs)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        if render_mode == "rgb_array" and not self.data.can_render:
+            raise ValueError(
+                "render_mode='rgb_array' needs the dataset's sketches and photos; data made from arrays have none"
+            )
+        self.render_mode = render_mode
+        self.observation_space, self.action_space = make_spaces(self.data, self.options)
+        self._engine = RetrievalEngine(self.data, 1, self.options, "numpy", kernel=kernel)
+        self._episodes = 0
+
+    @classmethod
+    def from_arrays(
+        cls,
+        sketch_features: np.ndarray,
+        gallery: np.ndarray,
+        photo_index: np.ndarray,
+        queries: np.ndarray | None = None,
+        **kwargs: Any,
+    ) -> OnTheFlyRetrievalEnv:
+        """An env on arrays (``RetrievalData.from_arrays``): features ``(n, S, F)``, an L2-normalised
+        gallery ``(P, d)``, each sketch's photo ``(n,)``, optionally own queries ``(n, S, d)``; ``kwargs``
+        are the behaviour arguments."""
+        return cls(data=RetrievalData.from_arrays(sketch_features, gallery, photo_index, queries), **kwargs)
+
+    # -- properties ----------------------------------------------------------------------------------
+    @property
+    def num_sketches(self) -> int:
+        """Sketches in the split (episodes of one pass)."""
+        return self.data.num_sketches
+
+    @property
+    def gallery_size(self) -> int:
+        return self.data.gallery_size
+
+    @property
+    def steps(self) -> int:
+        return self.data.steps
+
+    @property
+    def backend_checkpoint(self) -> str | None:
+        """The backend checkpoint the features come from (None for data from arrays)."""
+        return self.data.backend_checkpoint
+
+    # -- the API -------------------------------------------------------------------------------------
+    def _choose_sketch(self, options: dict[str, Any] | None) -> int:
+        if options and options.get("sketch_index") is not None:
+            i = options["sketch_index"]
+            if not isinstance(i, (int, np.integer)) or not 0 <= i < self.num_sketches:
+                raise ValueError(f"options['sketch_index'] must be an int in [0, {self.num_sketches}), got {i!r}")
+            return int(i)
+        if self.options.order == "sequential":
+            return self._episodes % self.num_sketches
+        return int(self.np_random.integers(self.num_sketches))
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._episodes = 0
+        sketch = self._choose_sketch(options)
+        self._episodes += 1
+        self._engine.begin(np.array([0]), np.array([sketch]))
+        self._engine.last_info = None
+        info = {"sketch_index": sketch, "photo_index": int(self._engine.photo[0])}
+        return self._engine.observe()[0], info
+
+    def step(self, action: np.ndarray):
+        a = np.asarray(action, dtype=np.float32)
+        if a.shape != self.action_space.shape:
+            raise ValueError(f"action must have shape {self.action_space.shape}, got {a.shape}")
+        reward, terminated, info = self._engine.step(a[None])
+        one = {key: (value[0] if key == "topk" else value[0].item()) for key, value in info.items()}
+        if np.isnan(one["kendall_tau"]):  # undefined: the first step, or kendall=False
+            del one["kendall_tau"]
+        return self._engine.observe()[0], float(reward[0]), bool(terminated[0]), False, one
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() without a render_mode: pass render_mode='rgb_array' to gym.make")
+            return None
+        from sketch_env.envs.render import render_retrieval
+
+        state = self._engine.state_for(0)
+        last = self._engine.last_info
+        return render_retrieval(
+            self.data, state["sketch"], state["t"], None if last is None else {k: v[0] for k, v in last.items()}
+        )
+
+    def __repr__(self) -> str:
+        return f"OnTheFlyRetrievalEnv({self.data!r}, reward={self.options.reward!r}, action={self.options.action!r})"
