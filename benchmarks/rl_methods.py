@@ -32,8 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ENV_IDS = {"kanji": "SketchEnv/OnTheFly-Kanji-v0", "shoev2": "SketchEnv/OnTheFly-ShoeV2-v0",
-           "chairv2": "SketchEnv/OnTheFly-ChairV2-v0"}
+from sketch_env.envs.registration import DATASET_ENV_IDS as ENV_IDS  # noqa: E402
+
 METHODS = ["vpg", "ppo-a-clip", "ppo-ac-clip", "ppo-a-kl", "ppo-ac-kl", "trpo"]
 LABELS = {"vpg": "vanilla policy gradient", "ppo-a-clip": "PPO actor-only, clipping (final)",
           "ppo-ac-clip": "PPO actor-critic, clipping", "ppo-a-kl": "PPO actor-only, KL penalty",
@@ -52,8 +52,11 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     return float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(len(x)))
 
 
-def run_one(args: argparse.Namespace, algo: str, seed: int, env_id: str, env_kwargs: list[str]) -> dict:
-    out = Path(args.runs) / args.dataset / f"{args.backend}" / f"{algo}-s{seed}"
+def run_one(args: argparse.Namespace, algo: str, seed: int, env_id: str, env_kwargs: list[str],
+            tag: str | None = None) -> dict:
+    """Train (or resume) then evaluate one run in its own processes; ``tag`` names its folder (default:
+    the method)."""
+    out = Path(args.runs) / args.dataset / backend_label(args) / f"{tag or algo}-s{seed}"
     out.mkdir(parents=True, exist_ok=True)
     log = out / "benchmark.log"
     cmd = [sys.executable, "-m", "sketch_env.cli", "train", "--algo", algo, "--env", env_id, "--seed", str(seed),
@@ -66,7 +69,9 @@ def run_one(args: argparse.Namespace, algo: str, seed: int, env_id: str, env_kwa
         cmd += ["--env-kwarg", kv]
     for kv in args.hp:
         cmd += ["--hp", kv]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    threads = str(args.threads)  # torch (OpenMP), BLAS and numba pools: one per core this run may use
+    env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
+               NUMBA_NUM_THREADS=threads)
     t0 = time.perf_counter()
     with open(log, "a") as f:
         subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
@@ -82,10 +87,72 @@ def run_one(args: argparse.Namespace, algo: str, seed: int, env_id: str, env_kwa
             curves.setdefault(r["method"], []).append((float(r["percent"]), float(r["ranking_percentile"]),
                                                        float(r["inverse_rank"])))
     agent = rows[next(k for k in rows if k != "frozen backend")]
-    print(f"[{algo} s{seed}] {train_s / 60:.1f} min this call; test m@A {agent['m@A']:.1f} m@B {agent['m@B']:.1f}",
-          flush=True)
-    return {"algo": algo, "seed": seed, "rows": rows, "train_seconds": train_s,
+    print(f"[{tag or algo} s{seed}] {train_s / 60:.1f} min this call; test m@A {agent['m@A']:.1f} "
+          f"m@B {agent['m@B']:.1f}", flush=True)
+    return {"algo": algo, "tag": tag or algo, "seed": seed, "rows": rows, "train_seconds": train_s,
             "run_seconds": history[-1]["elapsed"] if history else train_s, "curves": curves}
+
+
+def backend_label(args: argparse.Namespace) -> str:
+    """``B1`` for a registry name; the run folder's name (``b1-s0``) for a checkpoint path."""
+    return args.backend.upper() if args.backend in ("ts", "b1", "b2", "b3") else Path(args.backend).parent.name
+
+
+def resolve_backend(args: argparse.Namespace) -> None:
+    """A checkpoint path made absolute (the runs are processes started in the repository root)."""
+    if Path(args.backend).suffix == ".pt":
+        if not Path(args.backend).is_file():
+            raise SystemExit(f"--backend {args.backend}: no such checkpoint")
+        args.backend = str(Path(args.backend).resolve())
+
+
+def write_results(groups: dict[str, tuple[str, list[dict]]], results: list[dict], args: argparse.Namespace,
+                  cmd: str, name: str, title: str) -> None:
+    """The table (mean ± 95 % t-interval over seeds of each group, and of its gain over the frozen backend,
+    which every run evaluates on the same test episodes), CSV of every run and the mean curves."""
+    frozen = results[0]["rows"]["frozen backend"]
+    blabel = backend_label(args)
+    header = list(COLUMNS) + ["Δ m@A", "Δ m@B"]
+    table_rows = {f"{blabel} (frozen backend)": {c: (frozen[c], 0.0) for c in COLUMNS}
+                  | {"Δ m@A": (0.0, 0.0), "Δ m@B": (0.0, 0.0), "minutes": "-"}}
+    csv_rows = []
+    curves = {f"{blabel} (frozen)": results[0]["curves"]["frozen backend"]}
+    for key, (label_md, runs) in groups.items():
+        label = next(k for k in runs[0]["rows"] if k != "frozen backend")
+        stats = {c: mean_ci([r["rows"][label][c] for r in runs]) for c in COLUMNS}
+        for c in ("m@A", "m@B"):
+            stats[f"Δ {c}"] = mean_ci([r["rows"][label][c] - r["rows"]["frozen backend"][c] for r in runs])
+        minutes = np.mean([r["run_seconds"] for r in runs]) / 60
+        table_rows[label_md] = stats | {"minutes": f"{minutes:.1f}"}
+        curves[key] = np.mean([np.asarray(r["curves"][label]) for r in runs], axis=0).tolist()
+        for r in runs:
+            csv_rows.append({"run": key, "seed": r["seed"], **{c: r["rows"][label][c] for c in COLUMNS},
+                             "run_seconds": round(r["run_seconds"], 1)})
+    seeds = sorted({r["seed"] for r in results})
+    lines = [f"`{cmd.strip()}` ({platform.machine()}, {os.cpu_count()} CPUs, {len(seeds)} seeds, mean ± 95 % "
+             f"t-interval over seeds; Δ = gain over the frozen backend; minutes = wall time of one run, validation "
+             f"included)", "",
+             "| method | " + " | ".join(header) + " | minutes |", "| --- | " + " | ".join("---:" for _ in header)
+             + " | ---: |"]
+    for row_name, row in table_rows.items():
+        cells = [f"{row[c][0]:+.1f} ± {row[c][1]:.1f}" if c.startswith("Δ") and row[c][1]
+                 else f"{row[c][0]:.1f} ± {row[c][1]:.1f}" if row[c][1] else f"{row[c][0]:.1f}" for c in header]
+        lines.append(f"| {row_name} | " + " | ".join(cells) + f" | {row['minutes']} |")
+    table = "\n".join(lines)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.md").write_text(table + "\n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(csv_rows[0]))
+    writer.writeheader()
+    writer.writerows(csv_rows)
+    (out / f"{name}.csv").write_text(buf.getvalue())
+    from embeddings.evaluate import plot_curves
+
+    plot_curves({k: {"percent": [v[0] for v in c], "ranking_percentile": [v[1] for v in c],
+                     "inverse_rank": [v[2] for v in c]} for k, c in curves.items()}, out / "curves.png", title=title)
+    print(table)
+    print(f"wrote {out / (name + '.md')}, {out / (name + '.csv')}, {out / 'curves.png'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks/results/rl_methods")
     args = p.parse_args(argv)
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    resolve_backend(args)
     env_id = ENV_IDS[args.dataset]
     env_kwargs = [f"backend={args.backend}"] + ([f"data_root={args.data_root}"] if args.data_root else [])
 
@@ -112,46 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(lambda j: run_one(args, j[0], j[1], env_id, env_kwargs), jobs))
 
-    # the frozen backend's row is the same in every run's evaluation (same test episodes): take the first
-    frozen = results[0]["rows"]["frozen backend"]
-    table_rows = {f"{args.backend.upper()} (frozen backend)": {c: (frozen[c], 0.0) for c in COLUMNS} | {"minutes": "-"}}
-    csv_rows = []
-    curves = {f"{args.backend.upper()} (frozen)": results[0]["curves"]["frozen backend"]}
-    for algo in args.methods:
-        runs = [r for r in results if r["algo"] == algo]
-        label = next(k for k in runs[0]["rows"] if k != "frozen backend")
-        stats = {c: mean_ci([r["rows"][label][c] for r in runs]) for c in COLUMNS}
-        minutes = np.mean([r["run_seconds"] for r in runs]) / 60
-        table_rows[f"{LABELS[algo]} (`{algo}`)"] = stats | {"minutes": f"{minutes:.1f}"}
-        curves[algo] = np.mean([np.asarray(r["curves"][label]) for r in runs], axis=0).tolist()
-        for r in runs:
-            csv_rows.append({"method": algo, "seed": r["seed"], **{c: r["rows"][label][c] for c in COLUMNS},
-                             "run_seconds": round(r["run_seconds"], 1)})
-
+    groups = {algo: (f"{LABELS[algo]} (`{algo}`)", [r for r in results if r["algo"] == algo]) for algo in args.methods}
     cmd = "python benchmarks/rl_methods.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    lines = [f"`{cmd.strip()}` ({platform.machine()}, {len(args.seeds)} seeds, mean ± 95 % t-interval; "
-             f"minutes = wall time of one run, evaluation included)", "",
-             "| method | " + " | ".join(COLUMNS) + " | minutes |", "| --- | " + " | ".join("---:" for _ in COLUMNS)
-             + " | ---: |"]
-    for name, row in table_rows.items():
-        cells = [f"{row[c][0]:.1f} ± {row[c][1]:.1f}" if row[c][1] else f"{row[c][0]:.1f}" for c in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['minutes']} |")
-    table = "\n".join(lines)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "rl_methods.md").write_text(table + "\n")
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(csv_rows[0]))
-    writer.writeheader()
-    writer.writerows(csv_rows)
-    (out / "rl_methods.csv").write_text(buf.getvalue())
-    from embeddings.evaluate import plot_curves
-
-    plot_curves({k: {"percent": [v[0] for v in c], "ranking_percentile": [v[1] for v in c],
-                     "inverse_rank": [v[2] for v in c]} for k, c in curves.items()},
-                out / "curves.png", title=f"{args.dataset}: RL methods from {args.backend.upper()}")
-    print(table)
-    print(f"wrote {out / 'rl_methods.md'}, {out / 'rl_methods.csv'}, {out / 'curves.png'}")
+    write_results(groups, results, args, cmd, "rl_methods", f"{args.dataset}: RL methods from {backend_label(args)}")
     return 0
 
 

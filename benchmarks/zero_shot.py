@@ -19,6 +19,9 @@ fine-grained triplet       the B1 backbone's own embedding (instance-level tripl
 direct regression          an MLP regressing the photo feature from the sketch feature (MSE), cosine
 CAAE, CVAE                 the generative backends (``embeddings.cvae``), the mean of ``--samples`` decoded
                            features; CVAE min-over-samples as an extra row
+CVAE, lambda = 0           ablation: the CVAE trained without its regressor term
+generation ceiling         diagnostic: each sketch's own photo feature as the query, the figure a perfect
+                           generator of photo features would reach in this feature space
 =========================  ==================================================================================
 
 Scored on the complete test sketches against every photo of the unseen categories, relevance = same
@@ -69,7 +72,7 @@ from sketch_env.metrics import (  # noqa: E402
     top_k_relevance,
 )
 
-ROWS = ("baseline", "siamese", "coarse", "fine", "regression", "caae", "cvae", "cvae_min")
+ROWS = ("baseline", "siamese", "coarse", "fine", "regression", "caae", "cvae", "cvae_min", "cvae_l0", "oracle")
 LABELS = {
     "baseline": "Baseline (backbone features)",
     "siamese": "Siamese (contrastive, categories)",
@@ -79,8 +82,9 @@ LABELS = {
     "caae": "CAAE",
     "cvae": "CVAE",
     "cvae_min": "CVAE, min over samples",
+    "cvae_l0": "CVAE without the regressor (lambda = 0)",
+    "oracle": "Generation ceiling: the true photo's feature as query",
 }
-GENERATIVE = {"caae", "cvae", "cvae_min"}
 ONTHEFLY = ("cvae", "fine", "siamese", "baseline")
 
 
@@ -113,18 +117,21 @@ def _backbone(args: argparse.Namespace, runs: Path, seed: int) -> Path:
     return train_backend(cfg)
 
 
-def _generative(args: argparse.Namespace, runs: Path, name: str, backbone: Path, seed: int):
+def _generative(
+    args: argparse.Namespace, runs: Path, name: str, backbone: Path, seed: int, folder: str = "", **options
+):
     """Train (or reuse, when its recorded training configuration is the same) a cvae / caae checkpoint."""
     cfg = ZeroShotTrainConfig(
         backend=name,
         backbone=str(backbone),
         root=args.root,
-        out=str(runs / f"{name}-s{seed}"),
+        out=str(runs / f"{folder or name}-s{seed}"),
         epochs=args.epochs,
         seed=seed,
         device="cpu",
         progress=False,
-        backend_options={"samples": args.samples, "sample_seed": seed},
+        threads=args.threads,
+        backend_options={"samples": args.samples, "sample_seed": seed, **options},
     )
     history = Path(cfg.out) / "history.json"
     wanted = json.loads(json.dumps(asdict(cfg), default=str))
@@ -273,6 +280,11 @@ def _seed_rows(args, dataset, runs: Path, seed: int, timing: dict) -> tuple[dict
                 f"[seed {seed}] {LABELS['cvae_min']:34s} P@{k} {m[f'P@{k}']:.3f}  mAP@{k} (ZS-SBIR) "
                 f"{m[f'mAP@{k} (ZS-SBIR)']:.3f}  mAP@{k} {m[f'mAP@{k}']:.3f}  ({time.perf_counter() - t:.0f} s)"
             )
+    if "cvae_l0" in rows:
+        model, seconds = _generative(args, runs, "cvae", backbone_path, seed, folder="cvae-l0", regression_weight=0.0)
+        score("cvae_l0", model.queries(complete), photo_unit, seconds)
+    if "oracle" in rows:  # what a perfect generator of photo features would reach in this feature space
+        score("oracle", photo_unit[test.photo_index], photo_unit, 0.0)
     results["perfect"] = _perfect(q_labels, g_labels, k)
     return results, curves
 

@@ -30,6 +30,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=defaults.steps, help="schedule length S")
     p.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--precision", default=defaults.precision, choices=("auto", "bf16", "fp32"),
+                   help="forward pass: bf16 = bfloat16 autocast; auto = bf16 where the CPU/GPU has it natively")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
                    help='backend option, e.g. --option loss=\'"holef"\' --option models=5 '
@@ -121,23 +123,53 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    """Contact sheet, then train B1 (or resume), cache test features, evaluate and plot."""
+    """The main job: contact sheet, train B1 (or resume), cache test features, evaluate and plot; then train
+    the paper's final RL method (``ppo-a-clip``) from the frozen backend and evaluate it against B1."""
     from embeddings.train import TrainConfig, train_backend
     from sketch_env.datasets import make_dataset
     from sketch_env.viz import contact_sheet, write_png
 
+    t0 = time.perf_counter()
     out = Path(args.out)
     dataset = make_dataset(args.dataset, root=args.root)
     sheet = write_png(out / f"{args.dataset}_contact_sheet.png", contact_sheet(dataset))
     print(f"contact sheet: {sheet}")
     cfg = TrainConfig(backend=args.backend, dataset=args.dataset, root=args.root, minutes=args.minutes,
-                      epochs=args.epochs, seed=args.seed, device=args.device,
+                      epochs=args.epochs, seed=args.seed, device=args.device, val_fraction=args.val_fraction,
                       out=str(out / "embeddings" / f"{args.dataset}-{dataset.scheme}" / f"{args.backend}-s{args.seed}"))
     checkpoint = train_backend(cfg)
     ns = argparse.Namespace(checkpoint=str(checkpoint), dataset=args.dataset, root=args.root, scheme=None,
                             split="test", steps=args.steps, batch_size=64, device=args.device,
                             distractors=args.distractors, out=str(out / "eval"))
     evaluate_checkpoint(ns)
+    print(f"[run] backend stage done at {(time.perf_counter() - t0) / 60:.1f} min")
+    if args.rl_algo == "none" or not args.rl_minutes:
+        return 0
+    return _run_rl_stage(args, checkpoint, out, t0)
+
+
+def _run_rl_stage(args: argparse.Namespace, checkpoint: Path, out: Path, t0: float) -> int:
+    """Train ``args.rl_algo`` on the retrieval env of the frozen ``checkpoint`` (validation-selected), then
+    score it and the frozen backend on the test split: table printed, curves written."""
+    from agents.evaluate import COLUMNS, evaluate_model
+    from agents.train import RLTrainConfig, train_agent
+    from embeddings.evaluate import format_table
+    from sketch_env.envs.registration import env_id_for_dataset
+
+    env_id, env_kwargs = env_id_for_dataset(args.dataset)
+    env_kwargs |= {"backend": str(checkpoint.resolve()), "steps": args.steps}
+    if args.root:
+        env_kwargs["data_root"] = str(Path(args.root).resolve())
+    run_dir = out / "agents" / f"{args.dataset}-{args.backend}" / f"{args.rl_algo}-s{args.seed}"
+    rl = RLTrainConfig(algo=args.rl_algo, env_id=env_id, env_kwargs=env_kwargs, minutes=args.rl_minutes,
+                       timesteps=args.rl_timesteps, seed=args.seed, eval_every=args.rl_eval_every, out=str(run_dir))
+    best = train_agent(rl)
+    rows = evaluate_model(best, split="test", out=out / "eval-rl", label=f"RL ({args.rl_algo})")
+    rows = {f"frozen {args.backend.upper()}" if k == "frozen backend" else k: v for k, v in rows.items()}
+    print(f"\n{args.dataset} test split, frozen {args.backend.upper()} against {args.rl_algo} started from it "
+          f"(mean action; curves: {out / 'eval-rl' / 'curves.png'}):")
+    print(format_table(rows, columns=COLUMNS))
+    print(f"[run] total {(time.perf_counter() - t0) / 60:.1f} min")
     return 0
 
 
@@ -155,7 +187,7 @@ def _cmd_train_zs(args: argparse.Namespace) -> int:
     cfg = ZeroShotTrainConfig(backend=args.backend, backbone=args.backbone, root=args.root, out=args.out,
                               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                               device=args.device, steps=args.steps, progress=not args.no_progress,
-                              backend_options=options)
+                              threads=args.threads, backend_options=options)
     t0 = time.perf_counter()
     path = train_zero_shot(cfg)
     print(f"{args.backend} checkpoint: {path} ({time.perf_counter() - t0:.0f} s)")
@@ -189,6 +221,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     zs.add_argument("--device", default="auto")
     zs.add_argument("--steps", type=int, default=1, help="1: complete sketches (the paper); S: every step of S")
     zs.add_argument("--no-progress", action="store_true")
+    zs.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy CPU)")
     zs.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
                     help="backend option, e.g. --option samples=50 --option regression_weight=0")
     zs.set_defaults(func=_cmd_train_zs)
@@ -197,13 +230,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--dataset", default="kanji")
     run.add_argument("--root", default=None)
     run.add_argument("--backend", default="b1")
-    run.add_argument("--minutes", type=float, default=10.0, help="training budget")
+    run.add_argument("--minutes", type=float, default=6.5, help="training budget of the backend")
     run.add_argument("--epochs", type=int, default=60)
     run.add_argument("--steps", type=int, default=20)
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--val-fraction", type=float, default=0.05,
+                     help="share of the training photos held out for validation (backend and RL selection)")
     run.add_argument("--device", default="auto")
     run.add_argument("--distractors", action=argparse.BooleanOptionalAction, default=True,
                      help="also evaluate with the train photos added to the gallery")
+    run.add_argument("--rl-algo", default="ppo-a-clip",
+                     help="RL method trained from the frozen backend (`none` to stop after the backend)")
+    run.add_argument("--rl-minutes", type=float, default=5.0, help="wall-time budget of the RL training")
+    run.add_argument("--rl-timesteps", type=int, default=None, help="env steps of RL training (default: the YAML's)")
+    run.add_argument("--rl-eval-every", type=int, default=100_000, help="env steps between validation evaluations")
     run.add_argument("--out", default="runs", help="output folder")
     run.set_defaults(func=_cmd_run)
 

@@ -60,3 +60,31 @@ def test_resume_after_a_stop(tmp_path):
     assert load_agent(best.parent / "last.zip").num_timesteps >= 480 > first
     with pytest.raises(ValueError, match="another configuration"):
         _train(tmp_path, "ppo-a-clip", timesteps=480, learning_rate=1.0e-5)
+
+
+def test_main_job_trains_the_backend_then_ppo_and_compares_them(tmp_path, env_cache, capsys):
+    """`sketch-env run` end to end on the synthetic data with tiny budgets: backend, features, PPO, table."""
+    from sketch_env.cli import main
+
+    out = tmp_path / "runs"
+    code = main(["run", "--dataset", "synthetic", "--epochs", "2", "--steps", "5", "--no-distractors", "--val-fraction", "0.3",
+                 "--rl-timesteps", "1280", "--rl-eval-every", "640", "--rl-minutes", "2", "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "frozen B1" in text and "RL (ppo-a-clip)" in text
+    assert (out / "eval-rl" / "curves.png").stat().st_size > 0
+    assert (out / "agents" / "synthetic-b1" / "ppo-a-clip-s0" / "best.zip").exists()
+
+
+def test_reward_ablation_benchmark_runs_end_to_end(tmp_path, synthetic_checkpoint):
+    """`benchmarks/reward_schemes.py` (which drives rl_methods' runner): two schemes, one seed, tiny runs."""
+    from benchmarks.reward_schemes import main
+
+    code = main(["--dataset", "synthetic", "--backend", synthetic_checkpoint, "--schemes", "paper", "top1",
+                 "--seeds", "0", "--timesteps", "640", "--eval-every", "320", "--hp", "n_envs=8",
+                 "--hp", "batch_size=40", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
+    assert code == 0
+    table = (tmp_path / "out" / "reward_schemes.md").read_text()
+    assert "(`paper`)" in table and "(`top1`)" in table and "frozen backend" in table
+    rows = (tmp_path / "out" / "reward_schemes.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("run,seed,m@A")

@@ -275,6 +275,15 @@ def test_train_zero_shot_end_to_end(backbone_path, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="'cvae' or 'caae'"):
         train_zero_shot(ZeroShotTrainConfig(backend="b1", backbone=str(backbone_path)))
 
+    # what the retrieval environment does with a checkpoint: its dataset and scheme come from the config
+    import embeddings.store
+
+    open_backend_store = getattr(embeddings.store, "open_backend_store", None)
+    if open_backend_store is None:
+        pytest.skip("embeddings.store.open_backend_store is not there")
+    backend, dataset, store = open_backend_store(path, "test", steps=3, device="cpu", progress=False)
+    assert backend.name == "cvae" and dataset.name == "synthetic" and store.queries.shape[1:] == (3, F_DIM)
+
 
 def test_cvae_learns_a_feature_mapping(backbone_path):
     """On features where the photo is a fixed noisy linear map of the sketch, the trained CVAE's query

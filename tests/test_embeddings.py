@@ -190,3 +190,22 @@ def test_b3_trains_from_a_b1_checkpoint_with_frozen_photo_branch(tmp_path):
         torch.testing.assert_close(value, b3.photo_branch.state_dict()[key])
     with pytest.raises(ValueError, match="init_from"):
         train_backend(_tiny_train(tmp_path / "x", backend="b3", epochs=1, backend_options={"models": 5}))
+
+
+def test_precision_option(tmp_path):
+    from embeddings.train import resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) is None
+    assert resolve_precision("bf16", cpu) is torch.bfloat16
+    assert resolve_precision("auto", cpu) in (None, torch.bfloat16)
+    with pytest.raises(ValueError, match="precision must be"):
+        resolve_precision("fp16", cpu)
+    # bf16 autocast trains (float32 weights and loss) and gives a float32 checkpoint that embeds
+    path = train_backend(_tiny_train(tmp_path, epochs=1, precision="bf16"))
+    b = load_backend(path)
+    assert all(p.dtype == torch.float32 for p in b.photo_branch.parameters())
+    history = torch.load(tmp_path / "b1" / "last.pt", weights_only=True)
+    import json
+
+    assert np.isfinite(json.loads(history["state"])["history"][0]["loss"])

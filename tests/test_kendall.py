@@ -32,6 +32,11 @@ def all_kernels(d_a: np.ndarray, d_b: np.ndarray) -> dict[str, np.ndarray]:
     ta, tb = torch.from_numpy(np.asarray(d_a, np.float32)), torch.from_numpy(np.asarray(d_b, np.float32))
     orders = kendall.ranking_order_torch(ta), kendall.ranking_order_torch(tb)
     out["torch"] = kendall.discordant_pairs_torch(*orders).numpy()
+    # the env's fused step: the ranking of d_b (radix sort with numba) and the count against d_a's ranking
+    for k in NUMPY_KERNELS:
+        order, disc = kendall.ranking_and_discordant(d_b, oa, np.ones(len(oa), bool), k)
+        np.testing.assert_array_equal(order, ob, err_msg=f"ranking_and_discordant order, {k}")
+        out[f"step {k}"] = disc
     return out
 
 
@@ -69,6 +74,25 @@ def test_property_brute_force(pairs):
     want = brute_discordant(a[0], b[0])
     for name, got in all_kernels(a, b).items():
         assert int(got[0]) == want, name
+
+
+def test_ranking_and_discordant_counts_only_where_asked_and_may_overwrite_its_input():
+    rng = np.random.default_rng(7)
+    a = rng.random((6, 300)).astype(np.float32)
+    b = rng.random((6, 300)).astype(np.float32)
+    b[:, ::3] = b[:, 1::3]  # ties
+    b[0, :] = 2.0  # every photo tied: the ranking is the index order
+    oa, ob = kendall.ranking_order(a), kendall.ranking_order(b)
+    want = kendall.discordant_pairs(oa, ob, "numpy")
+    count = np.array([True, False, True, True, False, True])
+    for k in NUMPY_KERNELS:
+        prev = oa.copy()
+        order, disc = kendall.ranking_and_discordant(b, prev, count, k)
+        np.testing.assert_array_equal(order, ob)
+        np.testing.assert_array_equal(disc, np.where(count, want, 0))
+    np.testing.assert_array_equal(ob[0], np.arange(300))
+    with pytest.raises(ValueError, match="do not match"):
+        kendall.ranking_and_discordant(b, oa[:, :5], count)
 
 
 def test_ranking_order_breaks_ties_by_index_and_handles_negative_zero():

@@ -21,6 +21,7 @@ the NumPy path (float64 sums rounded to float32 on both; tests check equality).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +73,14 @@ class EnvOptions:
             raise ValueError(f"topk must be a positive integer, got {self.topk!r}")
         if rewards.needs_kendall(self.reward) and not self.kendall:
             raise ValueError("reward='paper' needs the Kendall-tau distance: kendall=False is not possible with it")
+
+
+@functools.cache
+def _blas_threads():
+    """threadpoolctl's controller of the BLAS libraries numpy loaded (found once)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
 
 
 def make_spaces(data: RetrievalData, options: EnvOptions) -> tuple[spaces.Box, spaces.Box]:
@@ -162,8 +171,10 @@ class RetrievalEngine:
                 raise ValueError(f"compute='numpy' runs on the CPU; device={device!r} needs compute='torch'")
             self.device = "cpu"
             self.order = np.zeros((n, p), dtype=np.int32)
-            if self.kernel.startswith("numba") and options.kendall:  # load (or compile) it now, not mid-episode
-                kendall.discordant_pairs(self.order[:1, :2], self.order[:1, :2] * 0 + [[1, 0]], self.kernel)
+            if self.kernel.startswith("numba"):  # load (or compile) the kernels now, not mid-episode
+                for kernel in {"numba", self.kernel if n > 1 else "numba"}:
+                    kendall.ranking_and_discordant(np.zeros((1, 2), np.float32), self.order[:1, :2] * 0 + [[1, 0]],
+                                                   np.ones(1, bool), kernel)
         self.last_info: dict[str, np.ndarray] | None = None
 
     # -- episodes ------------------------------------------------------------------------------------
@@ -204,15 +215,24 @@ class RetrievalEngine:
         return normalise_queries(a)
 
     def _rank_numpy(self, q: np.ndarray, sel: slice | np.ndarray, first: np.ndarray):
-        dist = metrics.euclidean_distance(q, None, prepared=self._prepared)
+        # one BLAS thread: the product is small (N x (d + 2) x P, as fast on one core), and OpenBLAS's idle
+        # threads keep spinning after it, taking the cores from numba's threads in the ranking kernel next
+        with _blas_threads().limit(limits=1):
+            dist = metrics.euclidean_distance(q, None, prepared=self._prepared)
         zero = ~q.any(axis=1)
         if zero.any():
             dist[zero] = 1.0
         rank = metrics.rank(dist, self.photo[sel])
-        order = kendall.ranking_order(dist)
-        disc = None
-        if self.options.kendall and not first.all():
-            disc = kendall.discordant_pairs(self.order[sel], order, self.kernel)
+        count = self.options.kendall and not first.all()
+        if self.kernel.startswith("numba"):
+            # one compiled pass per row: ranking by radix sort, then the Kendall count against the last one;
+            # a single env stays serial (waking numba's thread pool costs more than one row)
+            kernel = "numba" if len(first) == 1 else self.kernel
+            order, disc = kendall.ranking_and_discordant(dist, self.order[sel], ~first & count, kernel)
+            disc = disc if count else None
+        else:
+            order = kendall.ranking_order(dist)
+            disc = kendall.discordant_pairs(self.order[sel], order, self.kernel) if count else None
         self.order[sel] = order
         return rank, disc, order[:, : self.k].astype(np.int64)
 

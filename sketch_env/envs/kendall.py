@@ -19,7 +19,9 @@ against each other, against a brute-force O(P^2) count with ties and against Sci
 * ``"numba"`` (the optional ``[fast]`` extra): per row, ``ceil(log2 P)`` branch-free passes, one per bit
   ``b``: a pair ``k < l`` with ``s_k > s_l`` first differs at a bit where ``s_k`` has 1 and ``s_l`` 0 (higher
   bits equal), so a pass counts, per group of equal ``s >> (b + 1)``, the ones seen before each zero;
-  ``O(P log P)``. ``"numba-parallel"`` spreads the rows over numba's threads.
+  ``O(P log P)``. ``"numba-parallel"`` spreads the rows over numba's threads. The env's step uses
+  :func:`ranking_and_discordant`, which with numba also computes the ranking itself, by a stable radix
+  sort of the distances' bits in the same compiled loop (about 2x faster than NumPy's sort at P = 1,000).
 * ``"numpy"`` (always available): bottom-up merge levels over all rows at once. Rows are padded to a power
   of two with increasing values above all others (no new inversions); blocks of 8 are counted by direct
   comparison, then at each level of width ``w`` every row of width ``2w`` holds two sorted runs ``A`` and
@@ -49,6 +51,7 @@ __all__ = [
     "ranking_positions",
     "count_inversions",
     "discordant_pairs",
+    "ranking_and_discordant",
     "kendall_tau_distance",
     "ranking_order_torch",
     "count_inversions_torch",
@@ -151,12 +154,17 @@ def _numba_kernel(parallel: bool):
 
 
 def resolve_kernel(kernel: str) -> str:
-    """The kernel ``kernel`` names (``"auto"``: numba when installed, else numpy); a clear error if unknown or
-    if it needs numba and numba is missing."""
+    """The kernel ``kernel`` names (``"auto"``: ``"numba-parallel"`` when numba is installed and may use more
+    than one thread, ``"numba"`` when it may use one, else ``"numpy"``); a clear error if unknown or if it
+    needs numba and numba is missing."""
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     if kernel == "auto":
-        return "numba" if numba_available() else "numpy"
+        if not numba_available():
+            return "numpy"
+        import numba
+
+        return "numba-parallel" if numba.config.NUMBA_NUM_THREADS > 1 else "numba"
     if kernel.startswith("numba") and not numba_available():
         raise ImportError(f"kernel={kernel!r} needs numba: pip install 'sketch-env[fast]' (or numba)")
     return kernel
@@ -178,6 +186,40 @@ def discordant_pairs(order_a: np.ndarray, order_b: np.ndarray, kernel: str = "au
     fn = _numba_kernel(kernel == "numba-parallel")
     fn(np.ascontiguousarray(order_a, dtype=np.int32), np.ascontiguousarray(order_b, dtype=np.int32), out)
     return out
+
+
+def ranking_and_discordant(
+    distances: np.ndarray, prev_order: np.ndarray, count: np.ndarray, kernel: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """One step's rankings and Kendall counts: ``(order, disc)`` with ``order = ranking_order(distances)``
+    (int32 ``(N, P)``) and ``disc[i] = discordant_pairs(prev_order[i], order[i])`` where ``count[i]``, else 0
+    (int64 ``(N,)``). With a numba kernel both are computed row by row in one compiled loop (a stable radix
+    sort of the distance bits, then the inversion count), over numba's threads for ``"numba-parallel"``."""
+    d = _check_distances(distances)
+    count = np.asarray(count, dtype=bool)
+    prev = np.asarray(prev_order)
+    if prev.shape != d.shape or count.shape != d.shape[:1]:
+        raise ValueError(f"prev_order {prev.shape} and count {count.shape} do not match distances {d.shape}")
+    kernel = resolve_kernel(kernel)
+    if kernel == "numpy":
+        order = ranking_order(d)
+        disc = np.zeros(d.shape[0], dtype=np.int64)
+        if count.any():
+            disc[count] = discordant_pairs(prev[count], order[count], "numpy")
+        return order, disc
+    from sketch_env.envs import _kendall_numba
+
+    order = np.empty(d.shape, dtype=np.int32)
+    disc = np.empty(d.shape[0], dtype=np.int64)
+    bits = np.ascontiguousarray(d).view(np.uint32)
+    prev = np.ascontiguousarray(prev, dtype=np.int32)
+    if kernel == "numba-parallel":
+        import numba
+
+        _kendall_numba.rank_parallel(bits, prev, count, order, disc, numba.get_num_threads())
+    else:
+        _kendall_numba.rank_serial(bits, prev, count, order, disc, 1)
+    return order, disc
 
 
 def kendall_tau_distance(d_a: np.ndarray, d_b: np.ndarray, kernel: str = "auto") -> np.ndarray | float:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["register_envs", "ENV_IDS", "NAMESPACE", "SYNTHETIC_TRAIN"]
+__all__ = ["register_envs", "ENV_IDS", "DATASET_ENV_IDS", "env_id_for_dataset", "NAMESPACE", "SYNTHETIC_TRAIN"]
 
 NAMESPACE = "SketchEnv"
 ENTRY_POINT = "sketch_env.envs.retrieval:OnTheFlyRetrievalEnv"
@@ -65,6 +65,16 @@ _SPECS: dict[str, dict[str, Any]] = {
 }
 
 ENV_IDS = tuple(_SPECS)
+#: dataset name -> its named configuration (kanji, shoev2, chairv2, synthetic)
+DATASET_ENV_IDS = {kw["dataset"]: env_id for env_id, kw in _SPECS.items() if "dataset" in kw}
+
+
+def env_id_for_dataset(dataset: str) -> tuple[str, dict[str, Any]]:
+    """``(env id, extra kwargs)`` that give ``dataset``'s retrieval env: its named configuration, else the
+    generic id with ``dataset=`` set."""
+    if dataset in DATASET_ENV_IDS:
+        return DATASET_ENV_IDS[dataset], {}
+    return f"{NAMESPACE}/OnTheFly-v0", {"dataset": dataset}
 
 
 def register_envs() -> None:
