@@ -10,7 +10,9 @@ code. One step of env ``i`` at 0-based step ``t`` (its partial sketch shows step
 2. distances ``||q - g_p||`` to every gallery photo by :func:`sketch_env.metrics.euclidean_distance`
    (float64 sums, rounded to float32; a zero query is at distance 1 from every photo, so all photos tie);
 3. ``rank = #{p : d_p <= d_true}`` (:func:`sketch_env.metrics.rank`) and the ranking ``L`` (photos by
-   ``(d, index)``, :func:`sketch_env.envs.kendall.ranking_order`);
+   ``(d, index)``; with numba, :func:`sketch_env.envs.kendall.ranking_and_discordant` computes ``L`` by a
+   radix sort and its Kendall count against ``L_prev`` in one compiled loop per env, over numba's threads
+   when N > 1);
 4. ``tau = tau(L_prev, L)`` (:mod:`sketch_env.envs.kendall`; NaN at the first step) and the reward
    (:mod:`sketch_env.envs.rewards`).
 
@@ -173,7 +175,7 @@ class RetrievalEngine:
             self.order = np.zeros((n, p), dtype=np.int32)
             if self.kernel.startswith("numba"):  # load (or compile) the kernels now, not mid-episode
                 for kernel in {"numba", self.kernel if n > 1 else "numba"}:
-                    kendall.ranking_and_discordant(np.zeros((1, 2), np.float32), self.order[:1, :2] * 0 + [[1, 0]],
+                    kendall.ranking_and_discordant(np.zeros((1, 2), np.float32), np.array([[1, 0]], np.int32),
                                                    np.ones(1, bool), kernel)
         self.last_info: dict[str, np.ndarray] | None = None
 
@@ -224,15 +226,10 @@ class RetrievalEngine:
             dist[zero] = 1.0
         rank = metrics.rank(dist, self.photo[sel])
         count = self.options.kendall and not first.all()
-        if self.kernel.startswith("numba"):
-            # one compiled pass per row: ranking by radix sort, then the Kendall count against the last one;
-            # a single env stays serial (waking numba's thread pool costs more than one row)
-            kernel = "numba" if len(first) == 1 else self.kernel
-            order, disc = kendall.ranking_and_discordant(dist, self.order[sel], ~first & count, kernel)
-            disc = disc if count else None
-        else:
-            order = kendall.ranking_order(dist)
-            disc = kendall.discordant_pairs(self.order[sel], order, self.kernel) if count else None
+        # a single env stays serial: waking numba's thread pool costs more than one row's work
+        kernel = "numba" if len(first) == 1 and self.kernel == "numba-parallel" else self.kernel
+        order, disc = kendall.ranking_and_discordant(dist, self.order[sel], ~first & count, kernel)
+        disc = disc if count else None
         self.order[sel] = order
         return rank, disc, order[:, : self.k].astype(np.int64)
 
