@@ -67,8 +67,9 @@ def test_main_job_trains_the_backend_then_ppo_and_compares_them(tmp_path, env_ca
     from sketch_env.cli import main
 
     out = tmp_path / "runs"
-    code = main(["run", "--dataset", "synthetic", "--epochs", "2", "--steps", "5", "--no-distractors", "--val-fraction", "0.3",
-                 "--rl-timesteps", "1280", "--rl-eval-every", "640", "--rl-minutes", "2", "--out", str(out)])
+    code = main(["run", "--dataset", "synthetic", "--epochs", "2", "--steps", "5", "--no-distractors",
+                 "--val-fraction", "0.3", "--rl-timesteps", "1280", "--rl-eval-every", "640", "--rl-minutes", "2",
+                 "--out", str(out)])
     assert code == 0
     text = capsys.readouterr().out
     assert "frozen B1" in text and "RL (ppo-a-clip)" in text
