@@ -15,14 +15,13 @@ one process per run, ``--jobs N`` at once, resumable. Writes ``reward_schemes.md
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.rl_methods import ENV_IDS, backend_label, resolve_backend, run_one, write_results  # noqa: E402
+from benchmarks.rl_methods import add_run_args, backend_label, parse_run_args, run_one, write_results  # noqa: E402
 from sketch_env.envs.rewards import REWARD_SCHEMES  # noqa: E402
 
 LABELS = {"paper": "1/rank + Kendall-tau term (paper)", "inverse_rank": "1/rank", "inverse_sqrt_rank": "1/sqrt(rank)",
@@ -31,25 +30,10 @@ LABELS = {"paper": "1/rank + Kendall-tau term (paper)", "inverse_rank": "1/rank"
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="kanji", choices=sorted(ENV_IDS))
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--backend", default="b1", help="the frozen backend the policies start from (b1, b2, path)")
     p.add_argument("--algo", default="ppo-a-clip")
     p.add_argument("--schemes", nargs="+", default=list(REWARD_SCHEMES), choices=list(REWARD_SCHEMES))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--minutes", type=float, default=15.0, help="wall-time budget per run")
-    p.add_argument("--timesteps", type=int, default=None, help="env steps per run (default: the YAML's)")
-    p.add_argument("--eval-every", type=int, default=100_000)
-    p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="hyper-parameter override")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (independent processes)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
-    p.add_argument("--runs", default="runs/benchmarks/reward_schemes")
-    p.add_argument("--out", default="benchmarks/results/reward_schemes")
-    args = p.parse_args(argv)
-    args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
-    resolve_backend(args)
-    env_id = ENV_IDS[args.dataset]
-    base = [f"backend={args.backend}"] + ([f"data_root={args.data_root}"] if args.data_root else [])
+    add_run_args(p, "reward_schemes")
+    args, env_id, base = parse_run_args(p, argv)
 
     jobs = [(scheme, seed) for scheme in args.schemes for seed in args.seeds]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:

@@ -155,12 +155,11 @@ def write_results(groups: dict[str, tuple[str, list[dict]]], results: list[dict]
     print(f"wrote {out / (name + '.md')}, {out / (name + '.csv')}, {out / 'curves.png'}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_run_args(p: argparse.ArgumentParser, name: str) -> None:
+    """The options every table of RL runs shares (data, start backend, seeds, budget, parallel jobs, folders)."""
     p.add_argument("--dataset", default="kanji", choices=sorted(ENV_IDS))
     p.add_argument("--data-root", default=None)
     p.add_argument("--backend", default="b1", help="the frozen backend the policies start from (b1, b2, path)")
-    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--minutes", type=float, default=15.0, help="wall-time budget per run")
     p.add_argument("--timesteps", type=int, default=None, help="env steps per run (default: the YAML's)")
@@ -168,13 +167,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="hyper-parameter override")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (independent processes)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
-    p.add_argument("--runs", default="runs/benchmarks/rl_methods")
-    p.add_argument("--out", default="benchmarks/results/rl_methods")
+    p.add_argument("--runs", default=f"runs/benchmarks/{name}")
+    p.add_argument("--out", default=f"benchmarks/results/{name}")
+
+
+def parse_run_args(p: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, str, list[str]]:
+    """``(args, env id, env kwargs as KEY=VALUE)`` from :func:`add_run_args`' options."""
     args = p.parse_args(argv)
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     resolve_backend(args)
-    env_id = ENV_IDS[args.dataset]
     env_kwargs = [f"backend={args.backend}"] + ([f"data_root={args.data_root}"] if args.data_root else [])
+    return args, ENV_IDS[args.dataset], env_kwargs
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    add_run_args(p, "rl_methods")
+    args, env_id, env_kwargs = parse_run_args(p, argv)
 
     jobs = [(algo, seed) for algo in args.methods for seed in args.seeds]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
