@@ -57,7 +57,7 @@ def _write(rows: dict, curves: dict, args: argparse.Namespace, device: str, out:
     write_curves_csv(curves, out / "curves.csv")
 
 
-def _rl_row(args: argparse.Namespace, runs: Path, device: str, rows: dict, curves: dict) -> dict:
+def _rl_row(args: argparse.Namespace, runs: Path, rows: dict, curves: dict) -> dict:
     """Train the paper's final method (``ppo-a-clip``) from this run's B1 on the retrieval env (kept by
     validation m@B, resumable) and score its mean action on the test split, with the harder gallery too."""
     from agents.envs import evaluate_agent_ranks
@@ -66,10 +66,8 @@ def _rl_row(args: argparse.Namespace, runs: Path, device: str, rows: dict, curve
     from sketch_env.envs.registration import env_id_for_dataset
     from sketch_env.metrics import retrieval_curves, summarise
 
-    env_id, env_kwargs = env_id_for_dataset(args.dataset)
-    env_kwargs |= {"backend": str((runs / f"b1-s{args.seed}" / "backend.pt").resolve()), "steps": args.steps}
-    if args.root:
-        env_kwargs["data_root"] = str(Path(args.root).resolve())
+    env_id, env_kwargs = env_id_for_dataset(args.dataset, backend=str(runs / f"b1-s{args.seed}" / "backend.pt"),
+                                            steps=args.steps, data_root=args.root)
     cfg = RLTrainConfig(algo="ppo-a-clip", env_id=env_id, env_kwargs=env_kwargs, minutes=args.rl_minutes,
                         timesteps=10**9, seed=args.seed, out=str(runs / f"rl-ppo-a-clip-s{args.seed}"), progress=False)
     t0 = time.perf_counter()
@@ -149,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         _write(rows, curves, args, device, out)  # after every row, so a stopped run keeps its rows
 
     if "rl" in args.rows:
-        timing[LABELS["rl"]] = _rl_row(args, runs, device, rows, curves)
+        timing[LABELS["rl"]] = _rl_row(args, runs, rows, curves)
         _write(rows, curves, args, device, out)
 
     print(json.dumps(timing, indent=1))

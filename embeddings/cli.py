@@ -156,10 +156,8 @@ def _run_rl_stage(args: argparse.Namespace, checkpoint: Path, out: Path, t0: flo
     from embeddings.evaluate import format_table
     from sketch_env.envs.registration import env_id_for_dataset
 
-    env_id, env_kwargs = env_id_for_dataset(args.dataset)
-    env_kwargs |= {"backend": str(checkpoint.resolve()), "steps": args.steps}
-    if args.root:
-        env_kwargs["data_root"] = str(Path(args.root).resolve())
+    env_id, env_kwargs = env_id_for_dataset(args.dataset, backend=str(checkpoint), steps=args.steps,
+                                            data_root=args.root)
     run_dir = out / "agents" / f"{args.dataset}-{args.backend}" / f"{args.rl_algo}-s{args.seed}"
     rl = RLTrainConfig(algo=args.rl_algo, env_id=env_id, env_kwargs=env_kwargs, minutes=args.rl_minutes,
                        timesteps=args.rl_timesteps, seed=args.seed, eval_every=args.rl_eval_every, out=str(run_dir))

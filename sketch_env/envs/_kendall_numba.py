@@ -46,19 +46,22 @@ def _levels(p):
 _levels_jit = numba.njit(inline="always")(_levels)
 
 
-def _discordant_rows(order_a, order_b, out):
-    """For each row: the inversions of ``s_k = pos_b[order_a[k]]`` (the discordant pairs of the rankings)."""
+def _discordant_rows(order_a, order_b, out, chunks):
+    """For each row: the inversions of ``s_k = pos_b[order_a[k]]`` (the discordant pairs of the rankings).
+    Rows in ``chunks`` contiguous chunks with their own scratch, as in :func:`_rank_rows`."""
     n, p = order_a.shape
     levels = _levels_jit(p)
-    for e in numba.prange(n):
+    chunks = max(1, min(n, chunks))
+    for c in numba.prange(chunks):
         pos = np.empty(p, np.uint32)
         s = np.empty(p, np.uint32)
         ones = np.empty((p >> 1) + 1, np.uint32)
-        for k in range(p):
-            pos[np.uintp(order_b[e, k])] = k
-        for k in range(p):
-            s[k] = pos[np.uintp(order_a[e, k])]
-        out[e] = _count_inversions_row_jit(s, ones, levels)
+        for e in range(c * n // chunks, (c + 1) * n // chunks):
+            for k in range(p):
+                pos[np.uintp(order_b[e, k])] = k
+            for k in range(p):
+                s[k] = pos[np.uintp(order_a[e, k])]
+            out[e] = _count_inversions_row_jit(s, ones, levels)
 
 
 def _rank_rows(bits, prev_order, count, order_out, disc_out, chunks):
@@ -133,13 +136,13 @@ _rank_rows_inline = numba.njit(inline="always", nogil=True)(_rank_rows)
 
 
 @numba.njit(cache=True, nogil=True)
-def discordant_serial(order_a, order_b, out):
-    _discordant_rows_inline(order_a, order_b, out)
+def discordant_serial(order_a, order_b, out, chunks):
+    _discordant_rows_inline(order_a, order_b, out, chunks)
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def discordant_parallel(order_a, order_b, out):
-    _discordant_rows_inline(order_a, order_b, out)
+def discordant_parallel(order_a, order_b, out, chunks):
+    _discordant_rows_inline(order_a, order_b, out, chunks)
 
 
 @numba.njit(cache=True, nogil=True)

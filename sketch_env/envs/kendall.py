@@ -147,10 +147,17 @@ def count_inversions(s: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ numba
 
 
-def _numba_kernel(parallel: bool):
+def _numba_call(kernel: str, serial: str, parallel: str, *args: Any) -> None:
+    """Run ``_kendall_numba.<serial>`` (``"numba"``) or ``.<parallel>`` (``"numba-parallel"``, one chunk of
+    rows per numba thread) on ``args``."""
     from sketch_env.envs import _kendall_numba
 
-    return _kendall_numba.discordant_parallel if parallel else _kendall_numba.discordant_serial
+    if kernel == "numba-parallel":
+        import numba
+
+        getattr(_kendall_numba, parallel)(*args, numba.get_num_threads())
+    else:
+        getattr(_kendall_numba, serial)(*args, 1)
 
 
 def resolve_kernel(kernel: str) -> str:
@@ -172,8 +179,8 @@ def resolve_kernel(kernel: str) -> str:
 
 def discordant_pairs(order_a: np.ndarray, order_b: np.ndarray, kernel: str = "auto") -> np.ndarray:
     """Discordant pairs between the rankings ``order_a`` and ``order_b`` (rows of photo indices, as from
-    :func:`ranking_order`), int64 ``(N,)``. ``kernel``: ``"auto"`` (numba when installed, else numpy),
-    ``"numba"``, ``"numba-parallel"`` or ``"numpy"``."""
+    :func:`ranking_order`), int64 ``(N,)``. ``kernel``: ``"auto"`` (:func:`resolve_kernel`), ``"numba"``,
+    ``"numba-parallel"`` or ``"numpy"``."""
     order_a = np.asarray(order_a)
     order_b = np.asarray(order_b)
     if order_a.shape != order_b.shape or order_a.ndim != 2:
@@ -183,8 +190,8 @@ def discordant_pairs(order_a: np.ndarray, order_b: np.ndarray, kernel: str = "au
         s = np.take_along_axis(ranking_positions(order_b), order_a.astype(np.intp, copy=False), axis=1)
         return count_inversions(s)
     out = np.empty(order_a.shape[0], dtype=np.int64)
-    fn = _numba_kernel(kernel == "numba-parallel")
-    fn(np.ascontiguousarray(order_a, dtype=np.int32), np.ascontiguousarray(order_b, dtype=np.int32), out)
+    _numba_call(kernel, "discordant_serial", "discordant_parallel",
+                np.ascontiguousarray(order_a, dtype=np.int32), np.ascontiguousarray(order_b, dtype=np.int32), out)
     return out
 
 
@@ -207,18 +214,10 @@ def ranking_and_discordant(
         if count.any():
             disc[count] = discordant_pairs(prev[count], order[count], "numpy")
         return order, disc
-    from sketch_env.envs import _kendall_numba
-
     order = np.empty(d.shape, dtype=np.int32)
     disc = np.empty(d.shape[0], dtype=np.int64)
-    bits = np.ascontiguousarray(d).view(np.uint32)
-    prev = np.ascontiguousarray(prev, dtype=np.int32)
-    if kernel == "numba-parallel":
-        import numba
-
-        _kendall_numba.rank_parallel(bits, prev, count, order, disc, numba.get_num_threads())
-    else:
-        _kendall_numba.rank_serial(bits, prev, count, order, disc, 1)
+    _numba_call(kernel, "rank_serial", "rank_parallel", np.ascontiguousarray(d).view(np.uint32),
+                np.ascontiguousarray(prev, dtype=np.int32), count, order, disc)
     return order, disc
 
 

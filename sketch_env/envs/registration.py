@@ -69,12 +69,23 @@ ENV_IDS = tuple(_SPECS)
 DATASET_ENV_IDS = {kw["dataset"]: env_id for env_id, kw in _SPECS.items() if "dataset" in kw}
 
 
-def env_id_for_dataset(dataset: str) -> tuple[str, dict[str, Any]]:
-    """``(env id, extra kwargs)`` that give ``dataset``'s retrieval env: its named configuration, else the
-    generic id with ``dataset=`` set."""
+def env_id_for_dataset(dataset: str, **kwargs: Any) -> tuple[str, dict[str, Any]]:
+    """``(env id, kwargs)`` that give ``dataset``'s retrieval env: its named configuration, else the generic
+    id with ``dataset=`` set; ``kwargs`` are added, with a ``backend`` or ``data_root`` path made absolute
+    (run folders record them, and runs may start elsewhere). A ``data_root`` of None is left out."""
+    from pathlib import Path
+
     if dataset in DATASET_ENV_IDS:
-        return DATASET_ENV_IDS[dataset], {}
-    return f"{NAMESPACE}/OnTheFly-v0", {"dataset": dataset}
+        env_id, extra = DATASET_ENV_IDS[dataset], {}
+    else:
+        env_id, extra = f"{NAMESPACE}/OnTheFly-v0", {"dataset": dataset}
+    for key, value in kwargs.items():
+        if key == "data_root" and value is None:
+            continue
+        if key == "data_root" or (key == "backend" and str(value).endswith(".pt")):
+            value = str(Path(value).resolve())
+        extra[key] = value
+    return env_id, extra
 
 
 def register_envs() -> None:
