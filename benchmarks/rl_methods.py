@@ -172,12 +172,25 @@ def add_run_args(p: argparse.ArgumentParser, name: str) -> None:
 
 
 def parse_run_args(p: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, str, list[str]]:
-    """``(args, env id, env kwargs as KEY=VALUE)`` from :func:`add_run_args`' options."""
+    """``(args, env id, env kwargs as KEY=VALUE)`` from :func:`add_run_args`' options; the backend's feature
+    stores of the three splits are built here, once, before any run starts."""
     args = p.parse_args(argv)
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     resolve_backend(args)
     env_kwargs = [f"backend={args.backend}"] + ([f"data_root={args.data_root}"] if args.data_root else [])
+    build_feature_stores(ENV_IDS[args.dataset], env_kwargs)
     return args, ENV_IDS[args.dataset], env_kwargs
+
+
+def build_feature_stores(env_id: str, env_kwargs: list[str]) -> None:
+    """Make the env of each split once in this process (all cores), so that its feature store is on disk
+    before the runs start: parallel runs would otherwise each compute the same store, and inside their
+    wall-time budget."""
+    import gymnasium as gym
+
+    kwargs = dict(kv.split("=", 1) for kv in env_kwargs)
+    for split in ("train", "val", "test"):
+        gym.make(env_id, **kwargs, split=split).close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--precision", default=defaults.precision, choices=("auto", "bf16", "fp32"),
                    help="forward pass: bf16 = bfloat16 autocast; auto = bf16 where the CPU/GPU has it natively")
+    p.add_argument("--step-power", type=float, default=0.0,
+                   help="B2/B3: a training sketch is cut at step t = 1..S with P(t) proportional to t^p (0: uniform)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
                    help='backend option, e.g. --option loss=\'"holef"\' --option models=5 '

@@ -209,3 +209,29 @@ def test_precision_option(tmp_path):
     import json
 
     assert np.isfinite(json.loads(history["state"])["history"][0]["loss"])
+
+
+def test_step_power_weights_later_steps(tmp_path):
+    from embeddings.train import _Sampler
+
+    p = _Sampler.step_probabilities(np.arange(4), 1.0)
+    np.testing.assert_allclose(p, [0.1, 0.2, 0.3, 0.4])  # P(t) = t / (1 + 2 + 3 + 4) for steps t = 1..4
+    np.testing.assert_allclose(_Sampler.step_probabilities(np.arange(4), 0.0), [0.25] * 4)
+    # within one B3 model's steps, the weights follow the step index
+    np.testing.assert_allclose(_Sampler.step_probabilities(np.array([2, 3]), 1.0), [3 / 7, 4 / 7])
+    with pytest.raises(ValueError, match="step_power"):
+        train_backend(_tiny_train(tmp_path / "bad", backend="b2", epochs=1, step_power=-1.0))
+    # a B2 run trains with it, and an older run folder (no step_power in its config) still resumes
+    path = train_backend(_tiny_train(tmp_path, backend="b2", epochs=1, step_power=1.0))
+    assert load_backend(path).config["partial"]
+    last = tmp_path / "b2" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    import json
+
+    run_config = json.loads(ckpt["run_config"])
+    run_config["train"].pop("step_power")
+    ckpt["run_config"] = json.dumps(run_config)
+    torch.save(ckpt, last)
+    with pytest.raises(ValueError, match="different configuration"):  # its default is 0, not 1
+        train_backend(_tiny_train(tmp_path, backend="b2", epochs=1, step_power=1.0))
+    assert train_backend(_tiny_train(tmp_path, backend="b2", epochs=1)) == path  # p = 0: the old run resumes
