@@ -198,6 +198,7 @@ _REGISTRY: dict[str, str | Callable[..., EmbeddingBackend]] = {
     "b1": "embeddings.triplet:make_b1",
     "b2": "embeddings.triplet:make_b2",
     "b3": "embeddings.triplet:make_b3",
+    "meta": "embeddings.meta:make_meta",
     "cvae": "embeddings.cvae:make_cvae",
     "caae": "embeddings.cvae:make_caae",
 }

@@ -1,4 +1,5 @@
-"""``sketch-env embed train|cache|eval|train-zs`` and ``sketch-env run`` (the main job on the embedded data)."""
+"""``sketch-env embed train|cache|eval|train-zs|meta-train`` and ``sketch-env run`` (the main job on the
+embedded data)."""
 
 from __future__ import annotations
 
@@ -194,6 +195,26 @@ def _cmd_train_zs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_meta_train(args: argparse.Namespace) -> int:
+    from embeddings.meta_train import MetaTrainConfig, train_meta
+
+    options = {}
+    for item in args.option:
+        key, _, value = item.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    cfg = MetaTrainConfig(dataset=args.dataset, root=args.root, scheme=args.scheme, out=args.out,
+                          init_from=args.init_from, minutes=args.minutes, outer_steps=args.outer_steps,
+                          meta_batch=args.meta_batch, shots=args.shots, queries=args.queries, gallery=args.gallery,
+                          lr=args.lr, seed=args.seed, device=args.device, progress=not args.no_progress,
+                          backend_options=options)
+    path = train_meta(cfg)
+    print(f"meta backend: {path}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     embed = sub.add_parser("embed", help="embedding backends: train, cache features, evaluate")
     esub = embed.add_subparsers(dest="embed_cmd", required=True)
@@ -225,6 +246,32 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     zs.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
                     help="backend option, e.g. --option samples=50 --option regression_weight=0")
     zs.set_defaults(func=_cmd_train_zs)
+
+    meta = esub.add_parser("meta-train", help="meta-train the meta backend (Adaptive FG-SBIR) on a category or "
+                                              "style split (checkpoints; resumes from its run folder)")
+    from embeddings.meta_train import MetaTrainConfig
+
+    md = MetaTrainConfig()
+    meta.add_argument("--dataset", default=md.dataset)
+    meta.add_argument("--root", default=None, help="data folder for datasets read from disk")
+    meta.add_argument("--scheme", default=md.scheme, help="category (unseen categories) or style (unseen style)")
+    meta.add_argument("--out", default=None,
+                      help="run folder (default runs/embeddings/<dataset>-<scheme>/meta-s<seed>)")
+    meta.add_argument("--init-from", default=None, help="a trained triplet backend.pt (e.g. B1 on the same split)")
+    meta.add_argument("--minutes", type=float, default=md.minutes, help="wall-time budget")
+    meta.add_argument("--outer-steps", type=int, default=md.outer_steps)
+    meta.add_argument("--meta-batch", type=int, default=md.meta_batch, help="tasks per outer step")
+    meta.add_argument("--shots", type=int, default=md.shots, help="support pairs per training task")
+    meta.add_argument("--queries", type=int, default=md.queries, help="query pairs per training task")
+    meta.add_argument("--gallery", type=int, default=md.gallery, help="photos per training task")
+    meta.add_argument("--lr", type=float, default=md.lr)
+    meta.add_argument("--seed", type=int, default=md.seed)
+    meta.add_argument("--device", default="auto")
+    meta.add_argument("--no-progress", action="store_true")
+    meta.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
+                      help="meta backend option, e.g. --option inner='\"all\"' (MAML) --option margin_net=false "
+                           "--option domain_weight=0 --option first_order=true")
+    meta.set_defaults(func=_cmd_meta_train)
 
     run = sub.add_parser("run", help="the main job: contact sheet, train B1, cache features, evaluate")
     run.add_argument("--dataset", default="kanji")

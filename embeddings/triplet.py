@@ -102,7 +102,7 @@ class TripletBackend(EmbeddingBackend):
     ``photo_branch`` is ``sketch_branches[0]`` itself when ``shared`` and there is one model."""
 
     def __init__(self, **config: Any) -> None:
-        cfg = default_config(config.get("name", "b1"))
+        cfg = self.default_config(config.get("name", "b1"))
         unknown = set(config) - set(cfg)
         if unknown:
             raise ValueError(f"unknown backend options {sorted(unknown)}; known: {sorted(cfg)}")
@@ -118,6 +118,11 @@ class TripletBackend(EmbeddingBackend):
         self.device = torch.device("cpu")
         self.batch_size = 512
         self.eval()
+
+    @staticmethod
+    def default_config(name: str) -> dict[str, Any]:
+        """The configuration keys this class accepts, with their defaults (subclasses add theirs)."""
+        return default_config(name)
 
     # -- torch plumbing --------------------------------------------------------------------------
     def modules(self) -> list[nn.Module]:

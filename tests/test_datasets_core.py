@@ -100,11 +100,17 @@ def test_synthetic_photos_rgb_uint8(size):
     assert (many[..., 0] != many[..., 1]).any()
 
 
+def test_synthetic_category_scheme_holds_out_one_category():
+    ds = SyntheticDataset(scheme="category")
+    assert {p.category for p in ds.photos("test")} == {"cross"}
+    assert "cross" not in {p.category for p in ds.photos("train")}
+
+
 def test_synthetic_errors():
     with pytest.raises(ValueError):
         SyntheticDataset(n_instances=3)
-    with pytest.raises(ValueError):
-        SyntheticDataset(scheme="category")
+    with pytest.raises(ValueError, match="split schemes"):
+        SyntheticDataset(scheme="style")
     ds = SyntheticDataset()
     with pytest.raises(ValueError):
         ds.sketches("val")

@@ -4,7 +4,8 @@ Each instance is a random figure of one of four categories (``polygon``, ``circl
 ``cross``) made of 2-5 strokes; its sketches are the figure's strokes with small per-sketch point
 jitter (style ``"clean"`` for the first, ``"jitter"`` for the others), and its photo is the figure drawn
 thick in a colour on white, with a filled pastel hull, so sketch and photo domains differ as in real
-data. Everything is a deterministic function of ``seed``; the split is 75 % / 25 % by instance.
+data. Everything is a deterministic function of ``seed``. Split schemes: ``instance`` (75 % / 25 % by
+instance) and ``category`` (the ``cross`` figures are the unseen test category; for the meta-learning tests).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class SyntheticDataset(SketchDataset):
     """``n_instances`` random figures with ``sketches_per_instance`` sketches each (see module docstring)."""
 
     name = "synthetic"
-    schemes = ("instance",)
+    schemes = ("instance", "category")
 
     def __init__(self, scheme: str | None = None, n_instances: int = 32, sketches_per_instance: int = 2,
                  seed: int = 0) -> None:
@@ -68,8 +69,11 @@ class SyntheticDataset(SketchDataset):
             category = CATEGORIES[i % len(CATEGORIES)]
             self._figures.append((f"fig{i:03d}", category, _figure(rng, category)))
         self._colour = {name: rng.integers(0, 160, size=3) for name, _, _ in self._figures}
+        self._category = {name: category for name, category, _ in self._figures}
 
     def _split(self, name: str) -> str:
+        if self.scheme == "category":
+            return "test" if self._category[name] == "cross" else "train"
         return "test" if stable_fraction(name, f"synthetic{self.seed}") < 0.25 else "train"
 
     def _load_sketches(self) -> list[SketchRecord]:

@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RetrievalData", "load_retrieval_data", "resolve_backend_checkpoint", "ENV_SPLITS", "DEFAULT_TRAIN"]
+__all__ = ["RetrievalData", "load_retrieval_data", "resolve_backend_checkpoint", "adapted_checkpoint", "ENV_SPLITS",
+           "DEFAULT_TRAIN"]
 
 ENV_SPLITS = ("train", "val", "test")
 
@@ -259,6 +260,11 @@ def resolve_backend_checkpoint(
             f"or pass train_if_missing=True to train it into {cached.parent} on first use, or backend=PATH "
             "to a backend.pt."
         )
+    if name in ("meta", "cvae", "caae"):
+        how = (f"sketch-env embed meta-train --dataset {dataset} --scheme {scheme}" if name == "meta"
+               else f"sketch-env embed train-zs --backend {name} --backbone <backbone.pt trained on {scheme}>")
+        raise ValueError(f"the {name!r} backend is not trained on first use: train it with `{how}` "
+                         f"(it writes {runs}) or pass backend=PATH to its backend.pt")
     if name == "b3":
         raise ValueError(
             "B3 is fine-tuned from a B1 checkpoint and is not trained on first use: train B1, then "
@@ -309,8 +315,13 @@ def load_retrieval_data(
     train_options: dict[str, Any] | None = None,
     backend_device: str = "auto",
     progress: bool = True,
+    adapt: dict[str, Any] | None = None,
 ) -> RetrievalData:
     """The :class:`RetrievalData` of an env spec's values (the environment's Arguments; module docstring).
+
+    ``adapt`` (meta backend only) runs episodes on the backend adapted to a support set
+    (:func:`adapted_checkpoint`): ``{"shots": k, "steps": K, "category": name or None, "seed": s,
+    "split": "train" | "test"}``.
 
     Memoised per process on the arguments and the checkpoint file's size and modification time.
     """
@@ -344,6 +355,7 @@ def load_retrieval_data(
         train_options=train_options,
         backend_device=backend_device,
         progress=progress,
+        adapt=None if adapt is None else dict(adapt),
     )
 
     if _is_path(backend):
@@ -362,6 +374,9 @@ def load_retrieval_data(
             progress=progress,
         )
         dataset, scheme = ds.name, ds.scheme
+    if adapt is not None:
+        checkpoint = adapted_checkpoint(checkpoint, adapt, dataset=dataset, data_root=kwargs["data_root"],
+                                        scheme=scheme, device=backend_device)
     checkpoint = checkpoint.resolve()
     stat = checkpoint.stat()
     memo_key = (
@@ -444,3 +459,65 @@ def load_retrieval_data(
     while len(_MEMO) > _MEMO_SIZE:
         _MEMO.popitem(last=False)
     return data
+
+
+_ADAPT_KEYS = {"shots": 5, "steps": None, "category": None, "seed": 0, "split": "train"}
+
+
+def adapted_checkpoint(checkpoint: str | Path, adapt: dict[str, Any], dataset: str | None = None,
+                       data_root: str | None = None, scheme: str | None = None, device: str = "auto") -> Path:
+    """The checkpoint of the meta backend ``checkpoint`` adapted to a support set, made on first use and
+    cached (written atomically) under ``$SKETCH_ENV_CACHE/backends/adapted/``, keyed by the backend's
+    fingerprint and ``adapt``.
+
+    ``adapt``: ``shots`` (k, 5) support sketches of distinct photos, drawn by ``seed`` (0) from split
+    ``split`` (``"train"`` or ``"test"``) among the sketches of ``category`` (None: of the whole split), as
+    :func:`embeddings.meta_train.adaptation_tasks` draws them; the photos of that category (or split) are
+    the unlabelled gallery of negatives; ``steps`` inner steps (None: the backend's ``inner_steps``).
+    """
+    from embeddings.base import load_backend
+    from embeddings.meta import MetaBackend
+    from embeddings.meta_train import adaptation_tasks
+    from embeddings.train import resolve_device
+    from sketch_env.cache import cache_dir, stable_hash
+    from sketch_env.datasets import make_dataset
+    from sketch_env.render import render_progressive
+
+    unknown = set(adapt) - set(_ADAPT_KEYS)
+    if unknown:
+        raise ValueError(f"adapt: unknown key(s) {sorted(unknown)}; it takes {sorted(_ADAPT_KEYS)}")
+    spec = {**_ADAPT_KEYS, **adapt}
+    if spec["split"] not in ("train", "test"):
+        raise ValueError(f"adapt: split must be 'train' or 'test', got {spec['split']!r}")
+    net = load_backend(checkpoint, device=str(resolve_device(device)))
+    if not isinstance(net, MetaBackend):
+        raise ValueError(f"adapt= needs the meta backend; {checkpoint} holds {net.name!r}")
+    ds = make_dataset(dataset or net.config["dataset"], root=data_root,
+                      **({"scheme": scheme or net.config["scheme"]}))
+    key = stable_hash({"backend": net.fingerprint(), "dataset": ds.name, "scheme": ds.scheme, "adapt": spec}, 16)
+    out = cache_dir("backends") / "adapted" / key / "backend.pt"
+    if out.is_file():
+        return out
+    level = "category" if spec["category"] is not None else "style"
+    tasks = adaptation_tasks(ds, int(spec["shots"]), int(spec["seed"]), split=spec["split"], level=level)
+    if spec["category"] is not None:
+        tasks = [t for t in tasks if t.name == spec["category"]]
+        if not tasks:
+            cats = sorted({p.category for p in ds.photos(spec["split"])})
+            raise ValueError(f"adapt: no category {spec['category']!r} in the {spec['split']} split of {ds.name} "
+                             f"({ds.scheme}); it has {', '.join(cats[:20])}{' ...' if len(cats) > 20 else ''}")
+    task = tasks[0]
+    records = ds.sketches(spec["split"])
+    photos = ds.photos(spec["split"])
+    sketch_photo = ds.photo_index(spec["split"])
+    cfg = net.render_config
+    rasters = np.empty((len(task.support), cfg.size, cfg.size), dtype=np.uint8)
+    for i, sid in enumerate(task.support):
+        sketch = records[sid].sketch
+        render_progressive(sketch, np.array([sketch.num_points]), cfg, out=rasters[i : i + 1])
+    support_photos = ds.load_photos([photos[i] for i in sketch_photo[task.support]], net.photo_size)
+    gallery = ds.load_photos([photos[i] for i in task.gallery], net.photo_size)
+    adapted = net.adapt((rasters, support_photos), steps=spec["steps"], gallery=gallery,
+                        description=f"{ds.name}/{ds.scheme}/{spec['split']} {task.name}: {spec}")
+    adapted.save(out, extra={"source_checkpoint": str(checkpoint)})
+    return out

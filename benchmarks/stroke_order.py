@@ -1,0 +1,218 @@
+"""The stroke-order table: how many strokes each order needs before the true photo reaches the top.
+
+    python benchmarks/stroke_order.py --backend runs/benchmarks/baselines/kanji-instance/b1-s0/backend.pt \\
+        --rl-model runs/benchmarks/rl_methods/kanji/b1-s0/ppo-a-clip-s0/best.zip
+    python benchmarks/stroke_order.py --backend B.pt --timesteps 20000 --seeds 0 --eval-sketches 200  # a quick look
+
+Orders (:mod:`agents.stroke_order`): the human order (the dataset's), a random order, a greedy one-step
+look-ahead (the stroke whose canvas ranks the true photo best; it peeks at the rank, so it is an upper
+reference) and the learned sketcher: ``MaskablePPO`` (sb3-contrib) trained as an independent learner
+against the frozen retriever on the train split's sketches (:class:`agents.stroke_order.SketcherGymEnv`),
+``--timesteps`` env steps per seed, the game's ``--reward`` scheme as the shared reward (default
+``top5``: +1 for every canvas whose rank is within 5, so the return counts the canvases already in the
+top 5 and is largest when the top 5 is reached early).
+
+Each order is scored with the frozen retriever (the backend's own query) and, with ``--rl-model``, with
+a trained RL retriever (its mean action), on the test split's sketches (``--eval-sketches`` of them,
+spread evenly; default all): strokes on the canvas when the true photo first ranks within the top 1 / 5 /
+10 (``n + 1`` if never), the same as % of the sketch's strokes, and m@B over the canvases (mean over
+sketches of the mean over k = 1..n of 1 / rank after k strokes). Random and learned orders are mean ±
+95 % interval over seeds, and the learned sketcher's difference to the human order is computed per seed.
+The cost of a game step (render + embed a canvas, rank, reward) and the canvas cache's hit rate are printed.
+
+Writes ``stroke_order.md`` and ``stroke_order.csv`` to ``--out``. Sketcher policies are saved as
+``state_dict`` files (``torch.load(weights_only=True)``), so a killed benchmark resumes with the seeds it has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agents.stroke_order import (  # noqa: E402
+    SketcherGymEnv,
+    frozen_retriever,
+    greedy_chooser,
+    human_chooser,
+    play_episode,
+    policy_chooser,
+    policy_retriever,
+    random_chooser,
+    strokes_to_top,
+)
+from sketch_env.cache import atomic_path  # noqa: E402
+from sketch_env.envs.stroke_order import StrokeOrderParallelEnv  # noqa: E402
+
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+TOPS = (1, 5, 10)
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        return float(x.mean()), 0.0
+    return float(x.mean()), float(_T975.get(len(x) - 1, 1.96) * x.std(ddof=1) / np.sqrt(len(x)))
+
+
+def make_game(args: argparse.Namespace, split: str, **kw) -> StrokeOrderParallelEnv:
+    data = {"dataset": args.dataset, "data_root": args.data_root} if args.dataset else {}
+    return StrokeOrderParallelEnv(backend=args.backend, split=split, progress=False, max_strokes=args.max_strokes,
+                                  action=args.action, **data, **kw)
+
+
+def _maskable_ppo(env, seed: int, device: str):
+    from sb3_contrib import MaskablePPO
+
+    return MaskablePPO("MlpPolicy", env, seed=seed, device=device, n_steps=512, batch_size=256, gamma=0.99,
+                       learning_rate=3e-4, ent_coef=0.01, verbose=0)
+
+
+def train_sketcher(args: argparse.Namespace, seed: int) -> Path:
+    """Train (unless saved) the seed's sketcher; returns its ``policy.pt``."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    out = Path(args.runs) / f"sketcher-s{seed}"
+    path = out / "policy.pt"
+    if path.is_file():
+        return path
+    out.mkdir(parents=True, exist_ok=True)
+    games = [make_game(args, "train", reward=args.reward) for _ in range(args.n_envs)]
+    venv = DummyVecEnv([lambda g=g: SketcherGymEnv(g) for g in games])
+    venv.seed(seed)
+    model = _maskable_ppo(venv, seed, "cpu")
+    t0 = time.perf_counter()
+    model.learn(args.timesteps, progress_bar=not args.no_progress)
+    seconds = time.perf_counter() - t0
+    with atomic_path(path) as tmp:
+        torch.save(model.policy.state_dict(), tmp)
+    (out / "train.json").write_text(json.dumps({"seconds": round(seconds, 1), "timesteps": args.timesteps,
+                                                "reward": args.reward, "n_envs": args.n_envs}))
+    print(f"[sketcher s{seed}] {args.timesteps} steps in {seconds / 60:.1f} min", flush=True)
+    return path
+
+
+def load_sketcher(args: argparse.Namespace, path: Path, game: StrokeOrderParallelEnv, seed: int):
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    model = _maskable_ppo(DummyVecEnv([lambda: SketcherGymEnv(game)]), seed, "cpu")
+    model.policy.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model
+
+
+def score(game: StrokeOrderParallelEnv, chooser, retriever, sketches: np.ndarray) -> dict[str, float]:
+    strokes = {k: [] for k in TOPS}
+    share = {k: [] for k in TOPS}
+    inv = []
+    for i in sketches:
+        ranks, _ = play_episode(game, chooser, retriever, int(i))
+        n = len(ranks)
+        for k in TOPS:
+            s = strokes_to_top(ranks, k)
+            strokes[k].append(s)
+            share[k].append(100.0 * s / n)
+        inv.append(float(np.mean(1.0 / ranks)))
+    out = {f"strokes@top{k}": float(np.mean(strokes[k])) for k in TOPS}
+    out |= {f"%strokes@top{k}": float(np.mean(share[k])) for k in TOPS}
+    out["m@B"] = 100.0 * float(np.mean(inv))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", required=True, help="backend checkpoint (a one-model backend: ts, b1, b2, meta)")
+    p.add_argument("--rl-model", default=None, help="a trained RL retriever (agent .zip) to score the orders with too")
+    p.add_argument("--dataset", default=None, help="default: the backend's")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--timesteps", type=int, default=100_000, help="sketcher training steps per seed")
+    p.add_argument("--n-envs", type=int, default=8)
+    p.add_argument("--reward", default="top5", help="the game's reward scheme for the sketcher's training")
+    p.add_argument("--action", default="direct", help="the retriever's action mode (as the RL retriever's env)")
+    p.add_argument("--max-strokes", type=int, default=None)
+    p.add_argument("--eval-sketches", type=int, default=None, help="test sketches scored (default: all)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--runs", default="runs/benchmarks/stroke_order")
+    p.add_argument("--out", default="benchmarks/results/stroke_order")
+    args = p.parse_args(argv)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+
+    retrievers = {}
+    test = make_game(args, "test")
+    retrievers["frozen"] = frozen_retriever(test)
+    if args.rl_model:
+        from agents.io import load_agent, read_meta
+
+        meta = read_meta(args.rl_model)
+        mode = meta["env_kwargs"].get("action", "direct")
+        if mode != args.action:
+            p.error(f"{args.rl_model} acts in {mode!r} mode: pass --action {mode}")
+        retrievers["RL"] = policy_retriever(load_agent(args.rl_model, device="cpu"))
+    n_test = len(test.sketches)
+    sketches = np.arange(n_test) if args.eval_sketches is None else \
+        np.unique(np.linspace(0, n_test - 1, min(args.eval_sketches, n_test)).astype(int))
+    # the cost of a game step, on the human order with the frozen retriever and a cold cache
+    test._cache.clear()
+    test.cache_hits = test.cache_misses = 0
+    t0 = time.perf_counter()
+    steps = 0
+    for i in sketches[:50]:
+        ranks, _ = play_episode(test, human_chooser, retrievers["frozen"], int(i))
+        steps += len(ranks) + 1
+    step_ms = 1000 * (time.perf_counter() - t0) / steps
+
+    policies = {seed: train_sketcher(args, seed) for seed in args.seeds}
+    rows: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for rname, retriever in retrievers.items():
+        rows[("human", rname)] = [score(test, human_chooser, retriever, sketches)]
+        rows[("greedy look-ahead (upper reference)", rname)] = [score(test, greedy_chooser(retriever), retriever,
+                                                                      sketches)]
+        rows[("random", rname)] = [score(test, random_chooser(np.random.default_rng(s)), retriever, sketches)
+                                   for s in args.seeds]
+        rows[("learned sketcher", rname)] = [score(test, policy_chooser(load_sketcher(args, policies[s], test, s)),
+                                                   retriever, sketches) for s in args.seeds]
+        print(f"[{rname} retriever] scored", flush=True)
+
+    cols = [f"strokes@top{k}" for k in TOPS] + [f"%strokes@top{k}" for k in TOPS] + ["m@B"]
+    lines = ["| order | retriever | " + " | ".join(cols) + " |", "| --- | --- |" + " ---: |" * len(cols)]
+    with open(out / "stroke_order.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["order", "retriever", *[x for c in cols for x in (c, f"{c}_ci95")], "seeds"])
+        for (order, rname), vals in rows.items():
+            cells, flat = [], []
+            for c in cols:
+                m, ci = mean_ci([v[c] for v in vals])
+                cells.append(f"{m:.2f}" + (f" ± {ci:.2f}" if len(vals) > 1 else ""))
+                flat += [round(m, 3), round(ci, 3)]
+            lines.append(f"| {order} | {rname} | " + " | ".join(cells) + " |")
+            w.writerow([order, rname, *flat, len(vals)])
+    diffs = []
+    for rname in retrievers:
+        human = rows[("human", rname)][0]["strokes@top5"]
+        d, ci = mean_ci([v["strokes@top5"] - human for v in rows[("learned sketcher", rname)]])
+        diffs.append(f"learned - human strokes to top 5 ({rname} retriever): {d:+.2f} ± {ci:.2f}")
+    command = f"python benchmarks/stroke_order.py {' '.join(argv if argv is not None else sys.argv[1:])}".strip()
+    text = (f"`{command}` ({platform.machine()}; {len(sketches)} test sketches, gallery {test.gallery_size}; "
+            f"{(time.perf_counter() - t_start) / 60:.0f} min)\n\n" + "\n".join(lines) + "\n\n" + "\n".join(diffs)
+            + f"\n\nGame step (render + embed one canvas, rank, reward; cold cache): {step_ms:.2f} ms\n")
+    (out / "stroke_order.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
