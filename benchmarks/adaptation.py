@@ -50,12 +50,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.rl_methods import mean_ci  # noqa: E402
 from embeddings.base import load_backend  # noqa: E402
 from embeddings.meta import fine_tune  # noqa: E402
 from embeddings.meta_train import adaptation_tasks, evaluate_adaptation, split_rasters  # noqa: E402
 from sketch_env.datasets import make_dataset  # noqa: E402
-
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 OFF = {"domain_weight": 0, "category_weight": 0, "intermediate_weight": 0, "semantic_weight": 0}
 
@@ -73,13 +72,6 @@ def meta_rows(level: str) -> dict[str, dict]:
         "this method, no regulariser": dict(OFF),
         "this method, fixed margin": {"margin_net": False},
     }
-
-
-def mean_ci(values: list[float]) -> tuple[float, float]:
-    x = np.asarray(values, dtype=np.float64)
-    if len(x) < 2:
-        return float(x.mean()), 0.0
-    return float(x.mean()), float(_T975.get(len(x) - 1, 1.96) * x.std(ddof=1) / np.sqrt(len(x)))
 
 
 def _slug(label: str) -> str:

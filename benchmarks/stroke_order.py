@@ -52,18 +52,11 @@ from agents.stroke_order import (  # noqa: E402
     random_chooser,
     strokes_to_top,
 )
+from benchmarks.rl_methods import mean_ci  # noqa: E402
 from sketch_env.cache import atomic_path  # noqa: E402
 from sketch_env.envs.stroke_order import StrokeOrderParallelEnv  # noqa: E402
 
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 TOPS = (1, 5, 10)
-
-
-def mean_ci(values: list[float]) -> tuple[float, float]:
-    x = np.asarray(values, dtype=np.float64)
-    if len(x) < 2:
-        return float(x.mean()), 0.0
-    return float(x.mean()), float(_T975.get(len(x) - 1, 1.96) * x.std(ddof=1) / np.sqrt(len(x)))
 
 
 def make_game(args: argparse.Namespace, split: str, **kw) -> StrokeOrderParallelEnv:

@@ -41,16 +41,22 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         '--option photo_preprocess=\'"canny"\' --option init_from=\'"runs/.../backend.pt"\'')
 
 
-def _train_config(args: argparse.Namespace):
-    from embeddings.train import TrainConfig
-
+def parse_options(items: list[str]) -> dict:
+    """``--option KEY=JSON`` values as a dict (a value that is not JSON is kept as a bare string)."""
     options = {}
-    for item in args.option:
+    for item in items:
         key, _, value = item.partition("=")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
             options[key] = value  # a bare string
+    return options
+
+
+def _train_config(args: argparse.Namespace):
+    from embeddings.train import TrainConfig
+
+    options = parse_options(args.option)
     known = {f.name for f in fields(TrainConfig)}
     kw = {k: v for k, v in vars(args).items() if k in known}
     return TrainConfig(**kw, augment=not args.no_augment, progress=not args.no_progress, backend_options=options)
@@ -178,13 +184,7 @@ def _cmd_train_zs(args: argparse.Namespace) -> int:
     """Train a zero-shot generative backend (cvae / caae) on a frozen backbone's features."""
     from embeddings.zero_shot import ZeroShotTrainConfig, train_zero_shot
 
-    options = {}
-    for item in args.option:
-        key, _, value = item.partition("=")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
+    options = parse_options(args.option)
     cfg = ZeroShotTrainConfig(backend=args.backend, backbone=args.backbone, root=args.root, out=args.out,
                               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                               device=args.device, steps=args.steps, progress=not args.no_progress,
@@ -198,13 +198,7 @@ def _cmd_train_zs(args: argparse.Namespace) -> int:
 def _cmd_meta_train(args: argparse.Namespace) -> int:
     from embeddings.meta_train import MetaTrainConfig, train_meta
 
-    options = {}
-    for item in args.option:
-        key, _, value = item.partition("=")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
+    options = parse_options(args.option)
     cfg = MetaTrainConfig(dataset=args.dataset, root=args.root, scheme=args.scheme, out=args.out,
                           init_from=args.init_from, minutes=args.minutes, outer_steps=args.outer_steps,
                           meta_batch=args.meta_batch, shots=args.shots, queries=args.queries, gallery=args.gallery,

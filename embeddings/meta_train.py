@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from embeddings.base import EmbeddingBackend, load_backend, make_backend
 from embeddings.meta import MetaBackend, category_word_vectors, gallery_triplet_loss
-from embeddings.train import TrainConfig, _Sampler, _to_tensor, resolve_device
+from embeddings.train import TrainConfig, _rng_state, _Sampler, _set_rng_state, _to_tensor, resolve_device
 from embeddings.triplet import TripletBackend, preprocess_photos
 from sketch_env.cache import atomic_path
 from sketch_env.datasets import make_dataset
@@ -90,10 +90,6 @@ class MetaTrainConfig:
         if self.out:
             return Path(self.out)
         return Path("runs") / "embeddings" / f"{self.dataset}-{scheme}" / f"meta-s{self.seed}"
-
-
-def _rng_state(rng: np.random.Generator) -> dict:
-    return {"numpy": json.dumps(rng.bit_generator.state), "torch": torch.get_rng_state()}
 
 
 def train_meta(cfg: MetaTrainConfig, stop_after_steps: int | None = None) -> Path:
@@ -166,8 +162,7 @@ def train_meta(cfg: MetaTrainConfig, stop_after_steps: int | None = None) -> Pat
         backend.load_state_dict(ckpt["backend"])
         backend.to(device)
         optimizer.load_state_dict(ckpt["optimizer"])
-        rng.bit_generator.state = json.loads(ckpt["rng"]["numpy"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
+        _set_rng_state(rng, ckpt["rng"])
         state = json.loads(ckpt["state"])
         print(f"resuming {out} at outer step {state['step']}")
 
