@@ -118,7 +118,7 @@ def outer_step_cost(args: argparse.Namespace, base: Path, steps: int = 6) -> dic
     """Seconds per outer step and saved-for-backward memory, inner loop on M vs on every layer, alternating."""
     from embeddings.base import make_backend
     from embeddings.meta import category_word_vectors
-    from embeddings.meta_train import MetaTrainConfig, _outer_step
+    from embeddings.meta_train import MetaTrainConfig, _outer_step, task_pools
     from embeddings.train import TrainConfig, _Sampler, resolve_device
     from embeddings.triplet import preprocess_photos
 
@@ -127,13 +127,8 @@ def outer_step_cost(args: argparse.Namespace, base: Path, steps: int = 6) -> dic
     photos = ds.photos("train")
     cats = sorted({p.category for p in photos})
     cfg = MetaTrainConfig()
-    category_of = np.array([cats.index(p.category) for p in photos])
-    groups: list[list[int]] = [[] for _ in photos]
-    for sid, pid in enumerate(ds.photo_index("train")):
-        groups[pid].append(sid)
-    pools = [p for p in (np.flatnonzero(category_of == c) for c in range(len(cats))) if len(p) >= cfg.shots + 2]
-    if args.scheme == "style":
-        pools = [np.arange(len(photos))]
+    groups, category_of, pools = task_pools(photos, ds.photo_index("train"), cats, cfg.shots,
+                                            "style" if args.scheme == "style" else "category")
     source = load_backend(base)
     models = {}
     for name, inner in (("inner loop on M (this method)", "head"), ("inner loop on all layers (MAML)", "all")):

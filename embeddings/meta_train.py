@@ -53,7 +53,7 @@ from sketch_env.datasets.base import SketchDataset
 from sketch_env.metrics import ranks_from_embeddings
 from sketch_env.render import render_progressive
 
-__all__ = ["MetaTrainConfig", "train_meta", "AdaptationTask", "adaptation_tasks", "evaluate_adaptation",
+__all__ = ["MetaTrainConfig", "train_meta", "task_pools", "AdaptationTask", "adaptation_tasks", "evaluate_adaptation",
            "split_rasters"]
 
 
@@ -130,16 +130,7 @@ def train_meta(cfg: MetaTrainConfig, stop_after_steps: int | None = None) -> Pat
 
     photos_rgb = dataset.load_photos(photos, backend.photo_size)
     photo_rasters = preprocess_photos(photos_rgb, backend.config["photo_preprocess"])
-    groups: list[list[int]] = [[] for _ in photos]
-    for sid, pid in enumerate(sketch_photo):
-        groups[pid].append(sid)
-    with_sketch = np.array([len(g) > 0 for g in groups])
-    category_of = np.array([categories.index(p.category) for p in photos])
-    if level == "category":
-        pools = [np.flatnonzero(with_sketch & (category_of == c)) for c in range(len(categories))]
-        pools = [p for p in pools if len(p) >= cfg.shots + 2]
-    else:
-        pools = [np.flatnonzero(with_sketch)]
+    groups, category_of, pools = task_pools(photos, sketch_photo, categories, cfg.shots, level)
     if not pools:
         raise ValueError(f"{dataset.name} ({dataset.scheme}): no training category has {cfg.shots + 2} photos "
                          f"with sketches; lower shots")
@@ -221,6 +212,24 @@ def train_meta(cfg: MetaTrainConfig, stop_after_steps: int | None = None) -> Pat
             tmp.write_text(json.dumps(state["history"], indent=1))
     backend.eval()
     return out / "backend.pt"
+
+
+def task_pools(photos: list, sketch_photo: np.ndarray, categories: list[str], shots: int, level: str
+               ) -> tuple[list[list[int]], np.ndarray, list[np.ndarray]]:
+    """What training tasks are drawn from: each photo's sketch indices, each photo's category index, and the
+    pools of photo indices a task's gallery is drawn from (module docstring): per category with at least
+    ``shots + 2`` photos that have sketches (``level="category"``), or all such photos (``"style"``)."""
+    groups: list[list[int]] = [[] for _ in photos]
+    for sid, pid in enumerate(sketch_photo):
+        groups[pid].append(sid)
+    with_sketch = np.array([len(g) > 0 for g in groups])
+    category_of = np.array([categories.index(p.category) for p in photos])
+    if level == "category":
+        pools = [np.flatnonzero(with_sketch & (category_of == c)) for c in range(len(categories))]
+        pools = [p for p in pools if len(p) >= shots + 2]
+    else:
+        pools = [np.flatnonzero(with_sketch)]
+    return groups, category_of, pools
 
 
 def _outer_step(backend: MetaBackend, cfg: MetaTrainConfig, sampler: _Sampler, pools: list[np.ndarray],
@@ -311,7 +320,6 @@ def adaptation_tasks(dataset: SketchDataset, shots: int, seed: int, split: str =
     """The tasks of the category-level (one per test category) or style-level (the whole test split)
     protocol (module docstring), with ``shots`` support sketches of distinct photos drawn by ``seed``."""
     level = level or ("style" if dataset.scheme == "style" else "category")
-    records = dataset.sketches(split)
     photos = dataset.photos(split)
     sketch_photo = dataset.photo_index(split)
     if level == "category":
@@ -339,7 +347,6 @@ def adaptation_tasks(dataset: SketchDataset, shots: int, seed: int, split: str =
             raise ValueError(f"{dataset.name} ({dataset.scheme}) {split}: task {name!r} has too few sketches for "
                              f"{shots} support pairs and a query ({len(sketch_ids)} sketches of {len(gallery)} photos)")
         tasks.append(AdaptationTask(name, gallery, np.asarray(support), queries))
-    del records
     return tasks
 
 

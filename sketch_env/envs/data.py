@@ -481,7 +481,7 @@ def adapted_checkpoint(checkpoint: str | Path, adapt: dict[str, Any], dataset: s
     from embeddings.train import resolve_device
     from sketch_env.cache import cache_dir, stable_hash
     from sketch_env.datasets import make_dataset
-    from sketch_env.render import render_progressive
+    from sketch_env.render import render_sketch
 
     unknown = set(adapt) - set(_ADAPT_KEYS)
     if unknown:
@@ -510,11 +510,7 @@ def adapted_checkpoint(checkpoint: str | Path, adapt: dict[str, Any], dataset: s
     records = ds.sketches(spec["split"])
     photos = ds.photos(spec["split"])
     sketch_photo = ds.photo_index(spec["split"])
-    cfg = net.render_config
-    rasters = np.empty((len(task.support), cfg.size, cfg.size), dtype=np.uint8)
-    for i, sid in enumerate(task.support):
-        sketch = records[sid].sketch
-        render_progressive(sketch, np.array([sketch.num_points]), cfg, out=rasters[i : i + 1])
+    rasters = np.stack([render_sketch(records[sid].sketch, net.render_config) for sid in task.support])
     support_photos = ds.load_photos([photos[i] for i in sketch_photo[task.support]], net.photo_size)
     gallery = ds.load_photos([photos[i] for i in task.gallery], net.photo_size)
     adapted = net.adapt((rasters, support_photos), steps=spec["steps"], gallery=gallery,
