@@ -79,21 +79,17 @@ class SketchPPO(_GroupLearningRate, PPO):
         for _ in range(self.n_epochs):
             for batch in self.rollout_buffer.get(self.batch_size):
                 values, log_prob, entropy = self.policy.evaluate_actions(batch.observations, batch.actions)
-                advantages = batch.advantages
-                if self.normalize_advantage:
-                    advantages = losses.normalise_advantages(advantages)
-                if self.penalty == "clip":
-                    pg_loss = losses.clipped_surrogate_loss(log_prob, batch.old_log_prob, advantages, clip_range)
-                else:
+                kl = None
+                if self.penalty == "kl":
                     with torch.no_grad():
                         old_mean, old_log_std = _gaussian_params(old_policy, batch.observations)
                     mean, log_std = _gaussian_params(self.policy, batch.observations)
                     kl = losses.diag_gaussian_kl(old_mean, old_log_std, mean, log_std)
-                    pg_loss = losses.kl_penalty_surrogate_loss(log_prob, batch.old_log_prob, advantages, kl,
-                                                               self.kl_coef)
-                v_loss = losses.value_loss(values.flatten(), batch.returns)
-                e_loss = losses.entropy_loss(entropy if entropy is not None else -log_prob)
-                loss = pg_loss + self.ent_coef * e_loss + (self.vf_coef * v_loss if self.policy.critic else 0.0)
+                loss, pg_loss, v_loss, e_loss = losses.ppo_loss(
+                    log_prob, batch.old_log_prob, batch.advantages, entropy if entropy is not None else -log_prob,
+                    values.flatten(), batch.returns, ent_coef=self.ent_coef, vf_coef=self.vf_coef,
+                    critic=self.policy.critic, normalize_advantage=self.normalize_advantage, clip_range=clip_range,
+                    kl=kl, kl_coef=self.kl_coef)
                 self.policy.optimizer.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
@@ -164,14 +160,10 @@ class VPG(_GroupLearningRate, OnPolicyAlgorithm):
         for _ in range(self.n_epochs):
             for batch in self.rollout_buffer.get(None):  # the whole rollout: one gradient step
                 values, log_prob, entropy = self.policy.evaluate_actions(batch.observations, batch.actions)
-                weights = batch.advantages
-                if self.normalize_advantage:
-                    weights = losses.normalise_advantages(weights)
-                pg_loss = losses.vpg_loss(log_prob, weights)
-                loss = pg_loss + self.ent_coef * losses.entropy_loss(entropy if entropy is not None else -log_prob)
-                v_loss = losses.value_loss(values.flatten(), batch.returns)
-                if self.policy.critic:
-                    loss = loss + self.vf_coef * v_loss
+                loss, pg_loss, v_loss = losses.vpg_total_loss(
+                    log_prob, batch.advantages, entropy if entropy is not None else -log_prob, values.flatten(),
+                    batch.returns, ent_coef=self.ent_coef, vf_coef=self.vf_coef, critic=self.policy.critic,
+                    normalize_advantage=self.normalize_advantage)
                 self.policy.optimizer.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)

@@ -14,6 +14,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     overrides = dict(parse_override(o) for o in args.hp)
     env_kwargs = dict(parse_override(o) for o in args.env_kwarg)
+    if args.trainer == "fast":
+        from agents.fast.trainer import FastTrainConfig, train_fast
+
+        if args.env_device != "cpu":
+            raise SystemExit("--env-device is the SB3 path's; the fast trainer runs env and policy on --device")
+        seeds = args.seeds or [args.seed]
+        one = args.out is not None and len(seeds) == 1  # one agent: --out is its folder, as on the SB3 path
+        fast = FastTrainConfig(algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, seeds=seeds,
+                               timesteps=args.timesteps, minutes=args.minutes, device=args.device, compute=args.compute,
+                               eval_every=args.eval_every, overrides=overrides, out=None if one else args.out,
+                               agent_dirs=[args.out] if one else None)
+        for best in train_fast(fast):
+            print(f"best checkpoint (validation m@B): {best}")
+        return 0
+    if args.seeds and len(args.seeds) > 1:
+        raise SystemExit("--seeds trains several agents at once with --trainer fast; the SB3 path takes one --seed")
     cfg = RLTrainConfig(algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, timesteps=args.timesteps,
                         minutes=args.minutes, seed=args.seed, device=args.device, env_device=args.env_device,
                         eval_every=args.eval_every, overrides=overrides, out=args.out)
@@ -45,10 +61,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--timesteps", type=int, default=None, help="env steps (default: the YAML's n_timesteps)")
     train.add_argument("--minutes", type=float, default=None, help="wall-time budget")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default="auto", help="policy device: auto (= cpu, see agents.train) | cpu | cuda")
+    train.add_argument("--trainer", default="sb3", choices=["sb3", "fast"],
+                       help="sb3: Stable-Baselines3 / sb3-contrib (every method); fast: env, policy and update on one "
+                            "torch device (agents.fast; vpg and the PPO methods)")
+    train.add_argument("--seeds", type=int, nargs="+", default=None,
+                       help="with --trainer fast: one agent per seed, trained side by side in one process")
+    train.add_argument("--compute", default="auto", choices=["auto", "torch", "numpy"],
+                       help="with --trainer fast: the env engine (auto: numba on the CPU, torch on a GPU)")
+    train.add_argument("--device", default="auto",
+                       help="policy device: auto (sb3: cpu, see agents.train; fast: cuda if available) | cpu | cuda")
     train.add_argument("--env-device", default="cpu", help="where the vector env computes: cpu | cuda")
     train.add_argument("--eval-every", type=int, default=100_000, help="env steps between validation evaluations")
-    train.add_argument("--out", default=None, help="run folder (default runs/agents/<env>/<algo>-s<seed>)")
+    train.add_argument("--out", default=None, help="run folder (default runs/agents/<env>/<algo>-s<seed>; fast: "
+                       "runs/agents-fast/<env>/<algo>-s<seed>; with several --seeds, the folder holding them)")
     train.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("evaluate", help="m@A, m@B, A@q and curves of a trained agent on the test split")

@@ -35,7 +35,7 @@ from agents.io import load_agent, save_agent
 from agents.policy import LinearGaussianPolicy
 from sketch_env.metrics import summarise
 
-__all__ = ["RLTrainConfig", "train_agent", "pick_device"]
+__all__ = ["RLTrainConfig", "train_agent", "pick_device", "build_agent", "split_hyperparams", "run_config_of"]
 
 
 def pick_device(device: str = "auto") -> str:
@@ -156,28 +156,59 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def train_agent(cfg: RLTrainConfig) -> Path:
-    """Train (or resume) one run; returns the path of ``best.zip``."""
-    cls, fixed, fixed_policy = algorithm_spec(cfg.algo)
-    hp = load_hyperparams(cfg.algo, cfg.env_id, cfg.overrides)
+def split_hyperparams(algo: str, hp: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int, int | None, bool]:
+    """``(constructor kwargs, policy kwargs, n_envs, n_timesteps, init_from_backend)`` of a hyper-parameter block."""
+    _, _, fixed_policy = algorithm_spec(algo)
     learn_hp = dict(hp)
     n_envs = int(learn_hp.pop("n_envs", 64))
-    timesteps = int(cfg.timesteps if cfg.timesteps is not None else learn_hp.pop("n_timesteps", 1_000_000))
-    learn_hp.pop("n_timesteps", None)
+    n_timesteps = learn_hp.pop("n_timesteps", None)
     policy_kwargs = dict(learn_hp.pop("policy_kwargs", {}) or {})
     init_from_backend = bool(policy_kwargs.pop("init_from_backend", True))
     policy_kwargs = fixed_policy | policy_kwargs
-    if cfg.algo == "vpg" and learn_hp.get("baseline"):
+    if algo == "vpg" and learn_hp.get("baseline"):
         policy_kwargs["critic"] = True
+    return learn_hp, policy_kwargs, n_envs, None if n_timesteps is None else int(n_timesteps), init_from_backend
+
+
+def build_agent(algo: str, env_id: str, env_kwargs: dict[str, Any], hp: dict[str, Any], env: Any, seed: int,
+                device: str = "cpu", tensorboard_log: str | None = None) -> Any:
+    """A new SB3 agent of method ``algo`` on ``env`` (an SB3 ``VecEnv``), its mean layer started from the
+    backend (``init_from_backend``): the model both training paths start from and save."""
+    cls, fixed, _ = algorithm_spec(algo)
+    learn_hp, policy_kwargs, _, _, init_from_backend = split_hyperparams(algo, hp)
+    residual = env_kwargs.get("action", "direct") == "residual"
+    start = policy_start(env_id, env_kwargs, with_query_layer=init_from_backend and not residual)
+    policy_kwargs.setdefault("obs_scale", start["obs_scale"])
+    model = cls(LinearGaussianPolicy, env, policy_kwargs=policy_kwargs, seed=seed, device=device,
+                tensorboard_log=tensorboard_log, verbose=0, **fixed, **learn_hp)
+    if init_from_backend:
+        if residual:
+            model.policy.zero_mean()
+        else:
+            model.policy.init_mean_from(start["weight"], start["bias"])
+    return model
+
+
+def run_config_of(cfg: Any, hp: dict[str, Any], out: Path) -> dict[str, Any]:
+    """What a run folder's ``config.json`` records (a resumed run must match it): the configuration less the
+    budget and display options, and the hyper-parameters."""
+    run_config = {"config": asdict(cfg) | {"out": str(out)}, "hyperparams": hp}
+    run_config = json.loads(json.dumps(run_config, default=str))
+    for key in ("minutes", "timesteps", "progress"):  # a resumed run may get a new budget
+        run_config["config"].pop(key, None)
+    return run_config
+
+
+def train_agent(cfg: RLTrainConfig) -> Path:
+    """Train (or resume) one run; returns the path of ``best.zip``."""
+    hp = load_hyperparams(cfg.algo, cfg.env_id, cfg.overrides)
+    _, _, n_envs, n_timesteps, _ = split_hyperparams(cfg.algo, hp)
+    timesteps = int(cfg.timesteps if cfg.timesteps is not None else (n_timesteps or 1_000_000))
 
     out = cfg.output_dir()
     out.mkdir(parents=True, exist_ok=True)
     env_kwargs = dict(cfg.env_kwargs)
-    run_config = {"config": asdict(cfg) | {"out": str(out)}, "hyperparams": hp}
-    run_config = json.loads(json.dumps(run_config, default=str))
-    run_config["config"].pop("minutes", None)  # a resumed run may get a new budget
-    run_config["config"].pop("timesteps", None)
-    run_config["config"].pop("progress", None)
+    run_config = run_config_of(cfg, hp, out)
 
     env = make_sb3_vec_env(cfg.env_id, n_envs=n_envs, seed=cfg.seed, split="train", env_device=cfg.env_device,
                            **env_kwargs)
@@ -197,16 +228,7 @@ def train_agent(cfg: RLTrainConfig) -> Path:
         print(f"resuming {out} at {model.num_timesteps} env steps")
     else:
         _write_json_atomic(out / "config.json", run_config)
-        residual = env_kwargs.get("action", "direct") == "residual"
-        start = policy_start(cfg.env_id, env_kwargs, with_query_layer=init_from_backend and not residual)
-        policy_kwargs.setdefault("obs_scale", start["obs_scale"])
-        model = cls(LinearGaussianPolicy, env, policy_kwargs=policy_kwargs, seed=cfg.seed, device=device,
-                    tensorboard_log=str(out / "tb"), verbose=0, **fixed, **learn_hp)
-        if init_from_backend:
-            if residual:
-                model.policy.zero_mean()
-            else:
-                model.policy.init_mean_from(start["weight"], start["bias"])
+        model = build_agent(cfg.algo, cfg.env_id, env_kwargs, hp, env, cfg.seed, device, str(out / "tb"))
     remaining = max(0, timesteps - int(model.num_timesteps))
     if remaining and not run.out_of_time():
         model.learn(remaining, callback=_TrainingMonitor(run), reset_num_timesteps=False,

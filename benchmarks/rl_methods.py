@@ -39,6 +39,7 @@ LABELS = {"vpg": "vanilla policy gradient", "ppo-a-clip": "PPO actor-only, clipp
           "ppo-ac-clip": "PPO actor-critic, clipping", "ppo-a-kl": "PPO actor-only, KL penalty",
           "ppo-ac-kl": "PPO actor-critic, KL penalty", "trpo": "TRPO"}
 COLUMNS = ("m@A", "m@B", "A@5", "A@10")
+FAST_METHODS = ["vpg", "ppo-a-clip", "ppo-ac-clip", "ppo-a-kl", "ppo-ac-kl"]  # agents.fast.trainer.FAST_ALGORITHMS
 # two-sided 95 % Student-t quantiles by degrees of freedom (n - 1)
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
@@ -52,15 +53,15 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     return float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(len(x)))
 
 
-def run_one(args: argparse.Namespace, algo: str, seed: int, env_id: str, env_kwargs: list[str],
-            tag: str | None = None) -> dict:
-    """Train (or resume) then evaluate one run in its own processes; ``tag`` names its folder (default:
-    the method)."""
-    out = Path(args.runs) / args.dataset / backend_label(args) / f"{tag or algo}-s{seed}"
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "benchmark.log"
-    cmd = [sys.executable, "-m", "sketch_env.cli", "train", "--algo", algo, "--env", env_id, "--seed", str(seed),
-           "--out", str(out), "--eval-every", str(args.eval_every)]
+def _thread_env(args: argparse.Namespace) -> dict[str, str]:
+    threads = str(args.threads)  # torch (OpenMP), BLAS and numba pools: one per core this run may use
+    return dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
+                NUMBA_NUM_THREADS=threads)
+
+
+def _train_command(args: argparse.Namespace, algo: str, env_id: str, env_kwargs: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "sketch_env.cli", "train", "--algo", algo, "--env", env_id,
+           "--eval-every", str(args.eval_every)]
     if args.minutes is not None:
         cmd += ["--minutes", str(args.minutes)]
     if args.timesteps is not None:
@@ -69,16 +70,42 @@ def run_one(args: argparse.Namespace, algo: str, seed: int, env_id: str, env_kwa
         cmd += ["--env-kwarg", kv]
     for kv in args.hp:
         cmd += ["--hp", kv]
-    threads = str(args.threads)  # torch (OpenMP), BLAS and numba pools: one per core this run may use
-    env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
-               NUMBA_NUM_THREADS=threads)
+    return cmd
+
+
+def run_one(args: argparse.Namespace, algo: str, seed: int, env_id: str, env_kwargs: list[str],
+            tag: str | None = None) -> dict:
+    """Train (or resume) then evaluate one run in its own processes; ``tag`` names its folder (default:
+    the method)."""
+    out = Path(args.runs) / args.dataset / backend_label(args) / f"{tag or algo}-s{seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = _train_command(args, algo, env_id, env_kwargs) + ["--seed", str(seed), "--out", str(out)]
     t0 = time.perf_counter()
-    with open(log, "a") as f:
-        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    with open(out / "benchmark.log", "a") as f:
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=_thread_env(args), cwd=ROOT)
+    return evaluate_run(args, out, algo, seed, time.perf_counter() - t0, tag)
+
+
+def run_fast_group(args: argparse.Namespace, algo: str, env_id: str, env_kwargs: list[str]) -> list[dict]:
+    """Train every seed of ``algo`` side by side in one process with the fast trainer (agents.fast), then
+    evaluate each; a run's wall time is the group's (its agents trained together)."""
+    root = Path(args.runs) / args.dataset / backend_label(args) / "fast"
+    root.mkdir(parents=True, exist_ok=True)
+    cmd = _train_command(args, algo, env_id, env_kwargs) + ["--trainer", "fast", "--seeds",
+                                                            *map(str, args.seeds), "--out", str(root)]
+    t0 = time.perf_counter()
+    with open(root / f"{algo}-benchmark.log", "a") as f:
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=_thread_env(args), cwd=ROOT)
     train_s = time.perf_counter() - t0
+    return [evaluate_run(args, root / f"{algo}-s{seed}", algo, seed, train_s) for seed in args.seeds]
+
+
+def evaluate_run(args: argparse.Namespace, out: Path, algo: str, seed: int, train_s: float,
+                 tag: str | None = None) -> dict:
+    """``sketch-env evaluate`` of a run's ``best.zip`` on the test split, with its history and curves."""
     res = subprocess.run([sys.executable, "-m", "sketch_env.cli", "evaluate", "--model", str(out / "best.zip"),
                           "--json", "--out", str(out / "eval-test")], check=True, capture_output=True, text=True,
-                         env=env, cwd=ROOT)
+                         env=_thread_env(args), cwd=ROOT)
     rows = json.loads(res.stdout.strip().splitlines()[-1])
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines() if line.strip()]
     curves = {}
@@ -90,7 +117,8 @@ def run_one(args: argparse.Namespace, algo: str, seed: int, env_id: str, env_kwa
     print(f"[{tag or algo} s{seed}] {train_s / 60:.1f} min this call; test m@A {agent['m@A']:.1f} "
           f"m@B {agent['m@B']:.1f}", flush=True)
     return {"algo": algo, "tag": tag or algo, "seed": seed, "rows": rows, "train_seconds": train_s,
-            "run_seconds": history[-1]["elapsed"] if history else train_s, "curves": curves}
+            "run_seconds": history[-1]["elapsed"] if history else train_s, "curves": curves,
+            "timesteps": history[-1]["timesteps"] if history else 0}
 
 
 def backend_label(args: argparse.Namespace) -> str:
@@ -131,7 +159,10 @@ def write_results(groups: dict[str, tuple[str, list[dict]]], results: list[dict]
     seeds = sorted({r["seed"] for r in results})
     lines = [f"`{cmd.strip()}` ({platform.machine()}, {os.cpu_count()} CPUs, {len(seeds)} seeds, mean ± 95 % "
              f"t-interval over seeds; Δ = gain over the frozen backend; minutes = wall time of one run, validation "
-             f"included)", "",
+             f"included" + ("; trainer: fast, the seeds of a method trained side by side in one process, so a run's "
+                            "minutes are its group's"
+                            if getattr(args, "trainer", "sb3") == "fast" else "; trainer: SB3")
+             + ")", "",
              "| method | " + " | ".join(header) + " | minutes |", "| --- | " + " | ".join("---:" for _ in header)
              + " | ---: |"]
     for row_name, row in table_rows.items():
@@ -196,12 +227,23 @@ def build_feature_stores(env_id: str, env_kwargs: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    p.add_argument("--trainer", default="sb3", choices=["sb3", "fast"],
+                   help="sb3: one process per run; fast: agents.fast, the seeds of a method side by side in one "
+                        "process (vpg and the PPO methods)")
     add_run_args(p, "rl_methods")
     args, env_id, env_kwargs = parse_run_args(p, argv)
 
-    jobs = [(algo, seed) for algo in args.methods for seed in args.seeds]
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(lambda j: run_one(args, j[0], j[1], env_id, env_kwargs), jobs))
+    if args.trainer == "fast":
+        unsupported = [m for m in args.methods if m not in FAST_METHODS]
+        if unsupported:
+            p.error(f"--trainer fast runs {FAST_METHODS}; run {unsupported} with --trainer sb3")
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            groups_out = list(pool.map(lambda algo: run_fast_group(args, algo, env_id, env_kwargs), args.methods))
+        results = [r for g in groups_out for r in g]
+    else:
+        jobs = [(algo, seed) for algo in args.methods for seed in args.seeds]
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            results = list(pool.map(lambda j: run_one(args, j[0], j[1], env_id, env_kwargs), jobs))
 
     groups = {algo: (f"{LABELS[algo]} (`{algo}`)", [r for r in results if r["algo"] == algo]) for algo in args.methods}
     cmd = "python benchmarks/rl_methods.py " + " ".join(argv if argv is not None else sys.argv[1:])

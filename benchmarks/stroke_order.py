@@ -72,6 +72,27 @@ def _maskable_ppo(env, seed: int, device: str):
                        learning_rate=3e-4, ent_coef=0.01, verbose=0)
 
 
+class _TqdmSteps:
+    """An SB3 callback showing env steps on a tqdm bar (built lazily: SB3 is imported inside functions)."""
+
+    def __new__(cls, total: int, desc: str):
+        from stable_baselines3.common.callbacks import BaseCallback
+        from tqdm.auto import tqdm
+
+        class _Bar(BaseCallback):
+            def _on_training_start(self) -> None:
+                self.bar = tqdm(total=total, desc=desc, unit="step", mininterval=1.0)
+
+            def _on_step(self) -> bool:
+                self.bar.update(self.training_env.num_envs)
+                return True
+
+            def _on_training_end(self) -> None:
+                self.bar.close()
+
+        return _Bar()
+
+
 def train_sketcher(args: argparse.Namespace, seed: int) -> Path:
     """Train (unless saved) the seed's sketcher; returns its ``policy.pt``."""
     from stable_baselines3.common.vec_env import DummyVecEnv
@@ -85,9 +106,15 @@ def train_sketcher(args: argparse.Namespace, seed: int) -> Path:
     venv = DummyVecEnv([lambda g=g: SketcherGymEnv(g) for g in games])
     venv.seed(seed)
     model = _maskable_ppo(venv, seed, "cpu")
+    # one thread: each game step embeds one canvas, a batch of 1 that one core runs in ~2 ms; with two
+    # threads and any other load on the machine, OpenMP's waiting threads made it ~100x slower (measured)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     t0 = time.perf_counter()
-    model.learn(args.timesteps, progress_bar=not args.no_progress)
+    # SB3's own progress bar needs `rich`, which is not a dependency: a tqdm bar of env steps instead
+    model.learn(args.timesteps, callback=None if args.no_progress else _TqdmSteps(args.timesteps, f"sketcher s{seed}"))
     seconds = time.perf_counter() - t0
+    torch.set_num_threads(threads)
     with atomic_path(path) as tmp:
         torch.save(model.policy.state_dict(), tmp)
     (out / "train.json").write_text(json.dumps({"seconds": round(seconds, 1), "timesteps": args.timesteps,

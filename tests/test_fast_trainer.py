@@ -1,0 +1,233 @@
+"""The fast path (agents.fast): the device env equals the Gymnasium env, the losses equal the SB3 path's,
+checkpoints interchange, K agents at once equal K separate runs, and it learns."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from agents import losses
+from agents.envs import evaluate_agent_ranks, make_native_vec_env, make_sb3_vec_env
+from agents.evaluate import evaluate_model
+from agents.fast.env import DeviceRetrievalEnv, normalise_queries_torch
+from agents.fast.trainer import FastTrainConfig, FastTrainer, train_fast
+from agents.io import load_agent
+from agents.train import RLTrainConfig, build_agent, train_agent
+from sketch_env.envs.data import RetrievalData
+from sketch_env.envs.engine import EnvOptions, normalise_queries
+
+ENV = "SketchEnv/OnTheFly-Synthetic-v0"
+TINY = {"n_envs": 8, "n_steps": 10, "batch_size": 40, "policy_kwargs": {"log_std_init": -3.0}}
+
+
+def _random_data(rng, n=12, steps=4, f=6, d=5, p=30, queries=True):
+    gallery = rng.normal(size=(p, d)).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    q = rng.normal(size=(n, steps, d)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=2, keepdims=True)
+    return RetrievalData.from_arrays(rng.normal(size=(n, steps, f)).astype(np.float32), gallery,
+                                     rng.integers(0, p, size=n), q if queries else None)
+
+
+def test_normalise_queries_torch_matches_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 7)).astype(np.float32)
+    x[3] = 0
+    x[5] = normalise_queries(x[5:6])[0]  # already unit: kept bit for bit
+    np.testing.assert_array_equal(normalise_queries_torch(torch.from_numpy(x)).numpy(), normalise_queries(x))
+
+
+@pytest.mark.parametrize("compute", ["torch", "numpy"])
+@pytest.mark.parametrize("reward,action", [("paper", "direct"), ("inverse_rank", "residual"), ("top5", "direct")])
+def test_device_env_equals_the_gymnasium_vector_env(compute, reward, action):
+    """Same sketches and actions -> the same observations, ranks and rewards as the native vector env,
+    over two episodes (the second started by the device env's own autoreset, matched by resetting the
+    Gymnasium env on the sketches the device env drew)."""
+    from sketch_env.envs.vector import OnTheFlyRetrievalVectorEnv
+
+    rng = np.random.default_rng(1)
+    data = _random_data(rng)
+    n = 6
+    opts = EnvOptions(reward=reward, action=action)
+    fast = DeviceRetrievalEnv(data, n, opts, seeds=(3, 4), compute=compute)
+    ref = OnTheFlyRetrievalVectorEnv(n, data=data, reward=reward, action=action, autoreset_mode="next_step")
+    obs = fast.reset()
+    for _episode in range(2):
+        ref_obs, _ = ref.reset(options={"sketch_index": fast.sketch.numpy()})
+        np.testing.assert_array_equal(obs.numpy(), ref_obs)
+        for t in range(data.steps):
+            a = rng.normal(size=(n, data.embed_dim)).astype(np.float32) * 0.5
+            if t == 1:
+                a[0] = 0  # a zero action (all photos tie in direct mode)
+            ref_obs, ref_r, ref_term, _, info = ref.step(a)
+            obs, r, rank, done = fast.step(torch.from_numpy(a))
+            np.testing.assert_array_equal(rank.numpy(), info["rank"])
+            np.testing.assert_allclose(r.numpy(), ref_r.astype(np.float32), rtol=0, atol=0)
+            assert done == bool(ref_term.all()) and ref_term.all() == ref_term.any()
+            if not done:
+                np.testing.assert_array_equal(obs.numpy(), ref_obs)
+
+
+def test_device_env_groups_draw_from_their_own_seeds():
+    data = _random_data(np.random.default_rng(2), n=50)
+    a = DeviceRetrievalEnv(data, 8, seeds=(5, 6), compute="torch")
+    b = DeviceRetrievalEnv(data, 4, seeds=(6,), compute="torch")
+    a.reset(), b.reset()
+    np.testing.assert_array_equal(a.sketch[4:].numpy(), b.sketch.numpy())
+    with pytest.raises(ValueError, match="multiple"):
+        DeviceRetrievalEnv(data, 5, seeds=(1, 2))
+    with pytest.raises(ValueError, match="actions must have shape"):
+        a.step(torch.zeros(3, data.embed_dim))
+
+
+def _models(seeds, algo="ppo-a-clip", hp=None):
+    from agents.config import load_hyperparams
+
+    tiny = {k: v for k, v in TINY.items() if not (algo == "vpg" and k == "batch_size")}
+    hp = load_hyperparams(algo, ENV, tiny | (hp or {}))
+    env = make_sb3_vec_env(ENV, n_envs=hp["n_envs"], seed=0, split="train")
+    return [build_agent(algo, ENV, {}, hp, env, s, "cpu") for s in seeds], hp
+
+
+def _trainer(seeds, algo="ppo-a-clip", hp=None, compute="numpy"):
+    models, hp = _models(seeds, algo, hp)
+    vec = make_native_vec_env(ENV, 1, "train")
+    env = DeviceRetrievalEnv(vec.data, len(seeds) * hp["n_envs"], vec.options, seeds=seeds, compute=compute)
+    return FastTrainer(models, env, algo, hp, seeds, torch.device("cpu")), models
+
+
+@pytest.mark.parametrize("algo", ["ppo-a-clip", "ppo-ac-clip", "ppo-a-kl", "vpg"])
+def test_fast_losses_equal_the_sb3_losses_on_the_same_batch(algo):
+    """The vmapped objective of the fast trainer equals what the SB3 algorithm computes from
+    ``policy.evaluate_actions`` and :mod:`agents.losses` on the same minibatch."""
+    trainer, models = _trainer([0], algo)
+    trainer.collect()
+    adv, returns = trainer.advantages()
+    policy = models[0].policy
+    b = trainer.buf
+    obs = b["obs"][:, 0].reshape(-1, b["obs"].shape[-1])
+    actions = b["actions"][:, 0].reshape(-1, b["actions"].shape[-1])
+    old_lp, a, r = b["log_prob"][:, 0].reshape(-1), adv[:, 0].reshape(-1), returns[:, 0].reshape(-1)
+    mean_old = b["mean"][:, 0].reshape(-1, actions.shape[-1])
+    values, log_prob, entropy = policy.evaluate_actions(obs, actions)
+    # the rollout's log-probabilities are the SB3 policy's
+    torch.testing.assert_close(old_lp, log_prob.detach(), rtol=1e-5, atol=1e-4)
+    common = dict(ent_coef=trainer.ent_coef, vf_coef=trainer.vf_coef, critic=policy.critic,
+                  normalize_advantage=trainer.normalize_advantage)
+    with torch.no_grad():  # perturb the policy so the ratio is not 1 and the clip matters
+        policy.action_net.weight.add_(0.05 * torch.randn_like(policy.action_net.weight))
+        trainer.params["action_net.weight"][0].copy_(policy.action_net.weight)
+    values, log_prob, entropy = policy.evaluate_actions(obs, actions)
+    if algo == "vpg":
+        expected = losses.vpg_total_loss(log_prob, a, entropy, values.flatten(), r, **common)[0]
+    else:
+        kl = None
+        if algo == "ppo-a-kl":
+            kl = losses.diag_gaussian_kl(mean_old, trainer.params["log_std"][0].expand_as(mean_old),
+                                         policy.mean_actions(obs), policy.log_std.expand_as(mean_old))
+        expected = losses.ppo_loss(log_prob, old_lp, a, entropy, values.flatten(), r, clip_range=trainer.clip_range,
+                                   kl=kl, kl_coef=float(trainer.kl_coef[0]), **common)[0]
+    got = trainer.objective(obs[None], actions[None], old_lp[None], a[None], r[None], mean_old[None],
+                            trainer.params["log_std"].detach())[0]
+    torch.testing.assert_close(got[0], expected.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_k_agents_at_once_equal_k_separate_runs():
+    together, _ = _trainer([0, 1, 2], "ppo-ac-clip")
+    apart = [_trainer([s], "ppo-ac-clip")[0] for s in (0, 1, 2)]
+    for _ in range(2):
+        together.train_rollout()
+        for t in apart:
+            t.train_rollout()
+    for name, p in together.params.items():
+        for i, t in enumerate(apart):
+            torch.testing.assert_close(p[i], t.params[name][0], rtol=1e-5, atol=1e-6)
+    assert not torch.equal(together.params["action_net.weight"][0], together.params["action_net.weight"][1])
+
+
+def test_fast_run_checkpoints_interchange_with_the_sb3_path(tmp_path):
+    """A fast run writes SB3 agents that load_agent / evaluate read and the SB3 path resumes; the fast
+    trainer starts from the same weights as the SB3 path with the same seed."""
+    cfg = FastTrainConfig(algo="ppo-a-clip", env_id=ENV, seeds=[0, 1], timesteps=240, eval_every=160, overrides=TINY,
+                          out=str(tmp_path / "fast"), progress=False)
+    bests = train_fast(cfg)
+    for best in bests:
+        assert best.exists() and (best.parent / "last.zip").exists() and (best.parent / "fast_state.pt").exists()
+        history = [json.loads(line) for line in (best.parent / "history.jsonl").read_text().splitlines()]
+        assert history[0]["timesteps"] == 0 and history[-1]["timesteps"] >= 240
+    model = load_agent(bests[0].parent / "last.zip")
+    assert model.num_timesteps >= 240
+    rows = evaluate_model(bests[0], out=tmp_path / "eval")
+    assert set(rows) == {"frozen backend", "RL (ppo-a-clip)"}
+    # the SB3 path's untrained agent with seed 0 is the fast run's starting point (history row 0)
+    sb3 = train_agent(RLTrainConfig(algo="ppo-a-clip", env_id=ENV, timesteps=0, overrides=TINY,
+                                    out=str(tmp_path / "sb3"), progress=False))
+    h_fast = json.loads((bests[0].parent / "history.jsonl").read_text().splitlines()[0])
+    h_sb3 = json.loads((sb3.parent / "history.jsonl").read_text().splitlines()[0])
+    assert h_fast["m@B"] == h_sb3["m@B"]
+    # and the SB3 path can continue from a fast checkpoint: same policy class, same file format
+    ranks, _ = evaluate_agent_ranks(model, ENV, {}, split="val")
+    assert ranks.shape[1] > 0
+
+
+def test_fast_run_resumes_where_it_stopped(tmp_path):
+    def cfg(steps):
+        return FastTrainConfig(algo="vpg", env_id=ENV, seeds=[3], timesteps=steps, eval_every=80, out=str(tmp_path),
+                               overrides={"n_envs": 8, "n_steps": 10}, progress=False)
+
+    train_fast(cfg(160))
+    train_fast(cfg(320))
+    resumed = torch.load(tmp_path / "vpg-s3" / "fast_state.pt", weights_only=True)["trainer"]
+    other = tmp_path / "straight"
+    train_fast(FastTrainConfig(**{**cfg(320).__dict__, "out": str(other)}))
+    straight = torch.load(other / "vpg-s3" / "fast_state.pt", weights_only=True)["trainer"]
+    assert resumed["num_timesteps"] == straight["num_timesteps"] == 320
+    for name in straight["params"]:
+        torch.testing.assert_close(resumed["params"][name], straight["params"][name])
+    with pytest.raises(ValueError, match="another configuration"):
+        train_fast(FastTrainConfig(**{**cfg(480).__dict__, "overrides": {"n_envs": 8, "n_steps": 10,
+                                                                        "learning_rate": 1e-5}}))
+
+
+def test_fast_trainer_learns_a_linear_retrieval_task():
+    """From a random policy, a few seconds of fast PPO learn a task a linear query layer solves exactly (the
+    feature is the true photo's embedding): the training rank falls from chance (~P/2) to about 1."""
+    models, hp = _models([0], "ppo-a-clip", {"n_envs": 32, "batch_size": 80, "learning_rate": 0.03,
+                                              "policy_kwargs": {"init_from_backend": False, "log_std_init": -0.5}})
+    f, d = models[0].observation_space.shape[0], models[0].action_space.shape[0]
+    rng = np.random.default_rng(0)
+    p, n, steps = 19, 60, 10
+    gallery = rng.normal(size=(p, d)).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    photo = rng.integers(0, p, n)
+    feats = np.zeros((n, steps, f), np.float32)
+    feats[:, :, :d] = gallery[photo][:, None, :] / (models[0].policy.obs_scale * d)
+    env = DeviceRetrievalEnv(RetrievalData.from_arrays(feats, gallery, photo), 32, EnvOptions(), seeds=[0])
+    trainer = FastTrainer(models, env, "ppo-a-clip", hp, [0], torch.device("cpu"))
+    ranks = [trainer.train_rollout()["rank"][0] for _ in range(25)]
+    assert np.mean(ranks[:3]) > 7 and np.mean(ranks[-3:]) < 2, ranks
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="SB3 path"):
+        train_fast(FastTrainConfig(algo="trpo", env_id=ENV))
+
+
+def test_rl_methods_benchmark_with_the_fast_trainer(tmp_path, synthetic_checkpoint):
+    """`benchmarks/rl_methods.py --trainer fast`: the seeds of a method side by side, evaluated as SB3 runs."""
+    from benchmarks.rl_methods import main
+
+    code = main(["--dataset", "synthetic", "--backend", synthetic_checkpoint, "--methods", "ppo-a-clip",
+                 "--trainer", "fast", "--seeds", "0", "1", "--timesteps", "640", "--eval-every", "320",
+                 "--hp", "n_envs=8", "--hp", "batch_size=40", "--runs", str(tmp_path / "runs"),
+                 "--out", str(tmp_path / "out")])
+    assert code == 0
+    table = (tmp_path / "out" / "rl_methods.md").read_text()
+    assert "trainer: fast" in table and "(`ppo-a-clip`)" in table
+    assert len((tmp_path / "out" / "rl_methods.csv").read_text().splitlines()) == 3
+    with pytest.raises(SystemExit):
+        main(["--dataset", "synthetic", "--backend", synthetic_checkpoint, "--methods", "trpo", "--trainer", "fast",
+              "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
