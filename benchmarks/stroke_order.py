@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import platform
 import sys
 import time
@@ -106,15 +105,10 @@ def train_sketcher(args: argparse.Namespace, seed: int) -> Path:
     venv = DummyVecEnv([lambda g=g: SketcherGymEnv(g) for g in games])
     venv.seed(seed)
     model = _maskable_ppo(venv, seed, "cpu")
-    # one thread: each game step embeds one canvas, a batch of 1 that one core runs in ~2 ms; with two
-    # threads and any other load on the machine, OpenMP's waiting threads made it ~100x slower (measured)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     t0 = time.perf_counter()
     # SB3's own progress bar needs `rich`, which is not a dependency: a tqdm bar of env steps instead
     model.learn(args.timesteps, callback=None if args.no_progress else _TqdmSteps(args.timesteps, f"sketcher s{seed}"))
     seconds = time.perf_counter() - t0
-    torch.set_num_threads(threads)
     with atomic_path(path) as tmp:
         torch.save(model.policy.state_dict(), tmp)
     (out / "train.json").write_text(json.dumps({"seconds": round(seconds, 1), "timesteps": args.timesteps,
@@ -166,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", default="runs/benchmarks/stroke_order")
     p.add_argument("--out", default="benchmarks/results/stroke_order")
     args = p.parse_args(argv)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    # one thread: a game step embeds one canvas (a batch of 1, ~2 ms on one core); with two threads and any
+    # other load on the machine, OpenMP's waiting threads made each embed ~100x slower (measured: 155 ms)
+    torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
