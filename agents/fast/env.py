@@ -24,6 +24,7 @@ both engines give the Gymnasium env's observations, ranks and rewards for the sa
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -101,7 +102,9 @@ class DeviceRetrievalEnv:
             # the engine reads features by store row; it gets the split-local view with identity rows
             local = RetrievalData.from_arrays(self._features.numpy(), data.gallery, data.photo_index,
                                               None if data.queries is None else np.asarray(data.queries[rows]))
-            self._engine = RetrievalEngine(local, n, self.options, "numpy", "cpu", kernel)
+            # the engine counts Kendall-tau for its info whenever kendall=True; here tau is only paid, not reported
+            engine_options = replace(self.options, kendall=rewards.needs_kendall(self.options.reward))
+            self._engine = RetrievalEngine(local, n, engine_options, "numpy", "cpu", kernel)
             return
         if self.options.action == "residual":
             if data.queries is None:
