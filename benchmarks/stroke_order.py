@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -125,11 +126,12 @@ def load_sketcher(args: argparse.Namespace, path: Path, game: StrokeOrderParalle
     return model
 
 
-def score(game: StrokeOrderParallelEnv, chooser, retriever, sketches: np.ndarray) -> dict[str, float]:
+def score(game: StrokeOrderParallelEnv, chooser, retriever, sketches: np.ndarray, desc: str | None = None
+          ) -> dict[str, float]:
     strokes = {k: [] for k in TOPS}
     share = {k: [] for k in TOPS}
     inv = []
-    for i in sketches:
+    for i in tqdm(sketches, desc=desc, unit="sketch", mininterval=2.0, disable=desc is None):
         ranks, _ = play_episode(game, chooser, retriever, int(i))
         n = len(ranks)
         for k in TOPS:
@@ -194,13 +196,15 @@ def main(argv: list[str] | None = None) -> int:
     policies = {seed: train_sketcher(args, seed) for seed in args.seeds}
     rows: dict[tuple[str, str], list[dict[str, float]]] = {}
     for rname, retriever in retrievers.items():
-        rows[("human", rname)] = [score(test, human_chooser, retriever, sketches)]
+        bar = None if args.no_progress else f"{rname}: "
+        rows[("human", rname)] = [score(test, human_chooser, retriever, sketches, bar and bar + "human")]
         rows[("greedy look-ahead (upper reference)", rname)] = [score(test, greedy_chooser(retriever), retriever,
-                                                                      sketches)]
-        rows[("random", rname)] = [score(test, random_chooser(np.random.default_rng(s)), retriever, sketches)
-                                   for s in args.seeds]
+                                                                      sketches, bar and bar + "greedy")]
+        rows[("random", rname)] = [score(test, random_chooser(np.random.default_rng(s)), retriever, sketches,
+                                         bar and f"{bar}random s{s}") for s in args.seeds]
         rows[("learned sketcher", rname)] = [score(test, policy_chooser(load_sketcher(args, policies[s], test, s)),
-                                                   retriever, sketches) for s in args.seeds]
+                                                   retriever, sketches, bar and f"{bar}learned s{s}")
+                                             for s in args.seeds]
         print(f"[{rname} retriever] scored", flush=True)
 
     cols = [f"strokes@top{k}" for k in TOPS] + [f"%strokes@top{k}" for k in TOPS] + ["m@B"]
