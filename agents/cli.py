@@ -30,6 +30,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     if args.seeds and len(args.seeds) > 1:
         raise SystemExit("--seeds trains several agents at once with --trainer fast; the SB3 path takes one --seed")
+    if args.seeds:
+        args.seed = args.seeds[0]
     cfg = RLTrainConfig(algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, timesteps=args.timesteps,
                         minutes=args.minutes, seed=args.seed, device=args.device, env_device=args.env_device,
                         eval_every=args.eval_every, overrides=overrides, out=args.out)

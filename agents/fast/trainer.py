@@ -34,7 +34,6 @@ continues where its last evaluation left it, bit for bit.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +48,7 @@ from agents.envs import env_short_name, make_native_vec_env, make_sb3_vec_env
 from agents.fast.env import DeviceRetrievalEnv
 from agents.policy import LinearGaussianPolicy, ZeroValue
 from agents.train import RLTrainConfig, _Run, _write_json_atomic, build_agent, run_config_of, split_hyperparams
+from sketch_env.cache import atomic_path
 
 __all__ = ["FastTrainConfig", "FastTrainer", "train_fast", "FAST_ALGORITHMS", "resolve_fast_device"]
 
@@ -384,9 +384,8 @@ class FastTrainer:
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def train_fast(cfg: FastTrainConfig) -> list[Path]:
