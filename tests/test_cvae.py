@@ -276,13 +276,38 @@ def test_train_zero_shot_end_to_end(backbone_path, tmp_path, monkeypatch):
         train_zero_shot(ZeroShotTrainConfig(backend="b1", backbone=str(backbone_path)))
 
     # what the retrieval environment does with a checkpoint: its dataset and scheme come from the config
-    import embeddings.store
+    from embeddings.store import open_backend_store
 
-    open_backend_store = getattr(embeddings.store, "open_backend_store", None)
-    if open_backend_store is None:
-        pytest.skip("embeddings.store.open_backend_store is not there")
     backend, dataset, store = open_backend_store(path, "test", steps=3, device="cpu", progress=False)
     assert backend.name == "cvae" and dataset.name == "synthetic" and store.queries.shape[1:] == (3, F_DIM)
+
+
+def test_env_runs_zero_shot_episodes_on_unseen_categories(tmp_path, monkeypatch):
+    """``gym.make(..., backend=<cvae on a category split>, split="test")``: partial sketches of categories
+    the CVAE never saw retrieve among the photos of those categories only."""
+    import gymnasium as gym
+
+    import sketch_env  # noqa: F401  (registers the env ids)
+
+    monkeypatch.setenv("SKETCH_ENV_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    backbone = make_backend("b1", **SMALL, dataset="synthetic", scheme="category").save(tmp_path / "b1" / "backend.pt")
+    path = train_zero_shot(ZeroShotTrainConfig(backend="cvae", backbone=str(backbone), epochs=1, batch_size=16,
+                                               device="cpu", progress=False, out=str(tmp_path / "cvae"),
+                                               backend_options={"samples": 5}))
+    env = gym.make("SketchEnv/OnTheFly-v0", backend=str(path), split="test", steps=3, progress=False).unwrapped
+    data = make_dataset("synthetic", scheme="category")
+    unseen = {p.category for p in data.photos("test")}
+    assert unseen.isdisjoint({p.category for p in data.photos("train")})
+    assert env.gallery_size == len(data.photos("test"))
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (F_DIM,)
+    ranks, done = [], False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        ranks.append(info["rank"])
+        done = terminated or truncated
+    assert len(ranks) == 3 and all(1 <= r <= env.gallery_size for r in ranks)
 
 
 def test_cvae_learns_a_feature_mapping(backbone_path):

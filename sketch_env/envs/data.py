@@ -301,7 +301,7 @@ def resolve_backend_checkpoint(
 
 
 def load_retrieval_data(
-    dataset: str | None = "kanji",
+    dataset: str | None = None,
     backend: str = "b1",
     split: str = "train",
     steps: int = 20,
@@ -318,6 +318,9 @@ def load_retrieval_data(
     adapt: dict[str, Any] | None = None,
 ) -> RetrievalData:
     """The :class:`RetrievalData` of an env spec's values (the environment's Arguments; module docstring).
+
+    ``dataset=None`` means the dataset (and split scheme) the checkpoint records when ``backend`` is a path,
+    else kanji; a named dataset evaluates the checkpoint on that dataset.
 
     ``adapt`` (meta backend only) runs episodes on the backend adapted to a support set
     (:func:`adapted_checkpoint`): ``{"shots": k, "steps": K, "category": name or None, "seed": s,

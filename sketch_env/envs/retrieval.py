@@ -105,7 +105,8 @@ class OnTheFlyRetrievalEnv(gym.Env):
              schedule="points", reward="paper", data_root=None)
     ```
 
-    Data: ``dataset`` (a :func:`sketch_env.datasets.make_dataset` name), ``data_root`` (for datasets read
+    Data: ``dataset`` (a :func:`sketch_env.datasets.make_dataset` name; default: the dataset and split
+    scheme recorded in the checkpoint when ``backend`` is a path, else ``"kanji"``), ``data_root`` (for datasets read
     from disk), ``scheme`` (split scheme, the dataset's default), ``backend`` (``ts``/``b1``/``b2``/``b3``
     or a path to a ``backend.pt``; names resolve to ``runs/embeddings/<dataset>-<scheme>/<name>-s<seed>``
     as ``sketch-env embed train`` writes it, then to the cache), ``backend_seed`` (0), ``split``
@@ -143,7 +144,7 @@ class OnTheFlyRetrievalEnv(gym.Env):
 
     def __init__(
         self,
-        dataset: str | None = "kanji",
+        dataset: str | None = None,
         backend: str = "b1",
         split: str = "train",
         steps: int = 20,
