@@ -6,8 +6,11 @@
 
 Orders (:mod:`agents.stroke_order`): the human order (the dataset's), a random order, a greedy one-step
 look-ahead (the stroke whose canvas ranks the true photo best; it peeks at the rank, so it is an upper
-reference) and the learned sketcher: ``MaskablePPO`` (sb3-contrib) trained as an independent learner
-against the frozen retriever on the train split's sketches (:class:`agents.stroke_order.SketcherGymEnv`),
+reference), the rule "longest stroke first" (a fixed reference from the stroke descriptors) and the learned
+sketcher: ``MaskablePPO`` (sb3-contrib) with ``--policy`` (default ``strokes``: one network scores every
+stroke slot, :class:`agents.stroke_order.StrokeScoringPolicy`; ``mlp``: SB3's flat MLP), trained as an
+independent learner against the retriever it is scored with (so ``--rl-model`` trains a second set of
+sketchers, against the RL retriever) on the train split's sketches (:class:`agents.stroke_order.SketcherGymEnv`),
 ``--timesteps`` env steps per seed, the game's ``--reward`` scheme as the shared reward (default
 ``top5``: +1 for every canvas whose rank is within 5, so the return counts the canvases already in the
 top 5 and is largest when the top 5 is reached early).
@@ -42,10 +45,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agents.stroke_order import (  # noqa: E402
+    SKETCHER_POLICIES,
     SketcherGymEnv,
     frozen_retriever,
     greedy_chooser,
     human_chooser,
+    longest_first_chooser,
+    make_sketcher,
     play_episode,
     policy_chooser,
     policy_retriever,
@@ -63,13 +69,6 @@ def make_game(args: argparse.Namespace, split: str, **kw) -> StrokeOrderParallel
     data = {"dataset": args.dataset, "data_root": args.data_root} if args.dataset else {}
     return StrokeOrderParallelEnv(backend=args.backend, split=split, progress=False, max_strokes=args.max_strokes,
                                   action=args.action, **data, **kw)
-
-
-def _maskable_ppo(env, seed: int, device: str):
-    from sb3_contrib import MaskablePPO
-
-    return MaskablePPO("MlpPolicy", env, seed=seed, device=device, n_steps=512, batch_size=256, gamma=0.99,
-                       learning_rate=3e-4, ent_coef=0.01, verbose=0)
 
 
 class _TqdmSteps:
@@ -93,35 +92,68 @@ class _TqdmSteps:
         return _Bar()
 
 
-def train_sketcher(args: argparse.Namespace, seed: int) -> Path:
-    """Train (unless saved) the seed's sketcher; returns its ``policy.pt``."""
+def train_sketcher(args: argparse.Namespace, seed: int, rname: str, retriever) -> Path:
+    """Train (unless saved) the seed's sketcher against ``retriever`` (named ``rname``); returns its ``policy.pt``."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    out = Path(args.runs) / f"sketcher-s{seed}"
+    out = Path(args.runs) / f"sketcher-{args.policy}-{rname.lower()}-s{seed}"
     path = out / "policy.pt"
     if path.is_file():
+        done = json.loads((out / "train.json").read_text()) if (out / "train.json").is_file() else {}
+        wanted = {"timesteps": args.timesteps, "reward": args.reward, "n_envs": args.n_envs, "policy": args.policy}
+        if any(done.get(k) != v for k, v in wanted.items()):
+            raise SystemExit(f"{path} was trained with {done or 'unrecorded settings'}, not {wanted}: move it away "
+                             "or pass --runs to a new folder")
         return path
     out.mkdir(parents=True, exist_ok=True)
     games = [make_game(args, "train", reward=args.reward) for _ in range(args.n_envs)]
-    venv = DummyVecEnv([lambda g=g: SketcherGymEnv(g) for g in games])
+    venv = DummyVecEnv([lambda g=g: SketcherGymEnv(g, retriever) for g in games])
     venv.seed(seed)
-    model = _maskable_ppo(venv, seed, "cpu")
+    model = make_sketcher(venv, seed, args.policy)
     t0 = time.perf_counter()
     # SB3's own progress bar needs `rich`, which is not a dependency: a tqdm bar of env steps instead
-    model.learn(args.timesteps, callback=None if args.no_progress else _TqdmSteps(args.timesteps, f"sketcher s{seed}"))
+    model.learn(args.timesteps, callback=None if args.no_progress else _TqdmSteps(args.timesteps,
+                                                                                      f"sketcher ({rname}) s{seed}"))
     seconds = time.perf_counter() - t0
+    # the settings first, then the policy (both atomic): a policy.pt never exists without its train.json
+    with atomic_path(out / "train.json") as tmp:
+        tmp.write_text(json.dumps({"seconds": round(seconds, 1), "timesteps": args.timesteps, "reward": args.reward,
+                                   "n_envs": args.n_envs, "policy": args.policy}))
     with atomic_path(path) as tmp:
         torch.save(model.policy.state_dict(), tmp)
-    (out / "train.json").write_text(json.dumps({"seconds": round(seconds, 1), "timesteps": args.timesteps,
-                                                "reward": args.reward, "n_envs": args.n_envs}))
-    print(f"[sketcher s{seed}] {args.timesteps} steps in {seconds / 60:.1f} min", flush=True)
+    print(f"[sketcher ({rname}) s{seed}] {args.timesteps} steps in {seconds / 60:.1f} min", flush=True)
     return path
+
+
+def _train_job(args: argparse.Namespace, seed: int, rname: str) -> Path:
+    """A worker process's job: the retriever is rebuilt here (an SB3 model does not travel between processes)."""
+    torch.set_num_threads(1)
+    retriever = None
+    if rname == "RL":
+        from agents.io import load_agent
+
+        retriever = policy_retriever(load_agent(args.rl_model, device="cpu"))
+    return train_sketcher(args, seed, rname, retriever)
+
+
+def train_all(args: argparse.Namespace, retrievers: dict) -> dict[tuple[str, str], Path]:
+    """Every (retriever, seed) sketcher, ``--jobs`` of them at a time in worker processes."""
+    jobs = [(rname, seed) for rname in retrievers for seed in args.seeds]
+    if args.jobs <= 1:
+        return {(r, s): train_sketcher(args, s, r, retrievers[r]) for r, s in jobs}
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    quiet = argparse.Namespace(**{**vars(args), "no_progress": True})  # bars from several workers would interleave
+    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {(r, s): pool.submit(_train_job, quiet, s, r) for r, s in jobs}
+        return {key: f.result() for key, f in futures.items()}
 
 
 def load_sketcher(args: argparse.Namespace, path: Path, game: StrokeOrderParallelEnv, seed: int):
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    model = _maskable_ppo(DummyVecEnv([lambda: SketcherGymEnv(game)]), seed, "cpu")
+    model = make_sketcher(DummyVecEnv([lambda: SketcherGymEnv(game)]), seed, args.policy)
     model.policy.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model
 
@@ -154,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--timesteps", type=int, default=100_000, help="sketcher training steps per seed")
     p.add_argument("--n-envs", type=int, default=8)
+    p.add_argument("--jobs", type=int, default=1, help="sketchers trained at once (worker processes, 1 thread each)")
+    p.add_argument("--policy", default="strokes", choices=SKETCHER_POLICIES,
+                   help="the sketcher's policy: a stroke-scoring head shared by every stroke slot, or a flat MLP")
     p.add_argument("--reward", default="top5", help="the game's reward scheme for the sketcher's training")
     p.add_argument("--action", default="direct", help="the retriever's action mode (as the RL retriever's env)")
     p.add_argument("--max-strokes", type=int, default=None)
@@ -169,9 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
 
-    retrievers = {}
     test = make_game(args, "test")
-    retrievers["frozen"] = frozen_retriever(test)
+    retrievers = {"frozen": None}  # None: each game's own frozen backend (SketcherGymEnv's default)
     if args.rl_model:
         from agents.io import load_agent, read_meta
 
@@ -189,20 +223,25 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     steps = 0
     for i in sketches[:50]:
-        ranks, _ = play_episode(test, human_chooser, retrievers["frozen"], int(i))
+        ranks, _ = play_episode(test, human_chooser, frozen_retriever(test), int(i))
         steps += len(ranks) + 1
     step_ms = 1000 * (time.perf_counter() - t0) / steps
 
-    policies = {seed: train_sketcher(args, seed) for seed in args.seeds}
+    # independent learners: each retriever gets its own sketchers, trained against it on the train split
+    policies = train_all(args, retrievers)
     rows: dict[tuple[str, str], list[dict[str, float]]] = {}
+    learned = f"learned sketcher ({'stroke scoring' if args.policy == 'strokes' else 'flat MLP'})"
     for rname, retriever in retrievers.items():
+        retriever = retriever or frozen_retriever(test)
         bar = None if args.no_progress else f"{rname}: "
         rows[("human", rname)] = [score(test, human_chooser, retriever, sketches, bar and bar + "human")]
         rows[("greedy look-ahead (upper reference)", rname)] = [score(test, greedy_chooser(retriever), retriever,
                                                                       sketches, bar and bar + "greedy")]
+        rows[("longest stroke first", rname)] = [score(test, longest_first_chooser, retriever, sketches,
+                                                       bar and bar + "longest first")]
         rows[("random", rname)] = [score(test, random_chooser(np.random.default_rng(s)), retriever, sketches,
                                          bar and f"{bar}random s{s}") for s in args.seeds]
-        rows[("learned sketcher", rname)] = [score(test, policy_chooser(load_sketcher(args, policies[s], test, s)),
+        rows[(learned, rname)] = [score(test, policy_chooser(load_sketcher(args, policies[rname, s], test, s)),
                                                    retriever, sketches, bar and f"{bar}learned s{s}")
                                              for s in args.seeds]
         print(f"[{rname} retriever] scored", flush=True)
@@ -223,8 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     diffs = []
     for rname in retrievers:
         human = rows[("human", rname)][0]["strokes@top5"]
-        d, ci = mean_ci([v["strokes@top5"] - human for v in rows[("learned sketcher", rname)]])
-        diffs.append(f"learned - human strokes to top 5 ({rname} retriever): {d:+.2f} ± {ci:.2f}")
+        d, ci = mean_ci([v["strokes@top5"] - human for v in rows[(learned, rname)]])
+        per_seed = ", ".join(f"s{s} {v['strokes@top5']:.2f}" for s, v in zip(args.seeds, rows[(learned, rname)]))
+        diffs.append(f"learned - human strokes to top 5 ({rname} retriever): {d:+.2f} ± {ci:.2f} "
+                     f"(learned per seed: {per_seed})")
     command = f"python benchmarks/stroke_order.py {' '.join(argv if argv is not None else sys.argv[1:])}".strip()
     text = (f"`{command}` ({platform.machine()}; {len(sketches)} test sketches, gallery {test.gallery_size}; "
             f"{(time.perf_counter() - t_start) / 60:.0f} min)\n\n" + "\n".join(lines) + "\n\n" + "\n".join(diffs)
