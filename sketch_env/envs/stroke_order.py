@@ -53,7 +53,7 @@ from pettingzoo import ParallelEnv
 
 from sketch_env import metrics
 from sketch_env.envs import kendall, rewards
-from sketch_env.envs.data import _is_path, load_retrieval_data
+from sketch_env.envs.data import load_retrieval_data
 from sketch_env.envs.engine import ACTION_MODES, ORDERS, normalise_queries
 from sketch_env.render import render_sketch
 from sketch_env.sketch import Sketch
@@ -115,8 +115,6 @@ class StrokeOrderParallelEnv(ParallelEnv):
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
         data_kwargs = dict(data_kwargs)
         data_kwargs["steps"] = 1  # only the gallery and the split's records are read from the store
-        if "dataset" not in data_kwargs:  # a checkpoint brings its own dataset; a registry name means kanji
-            data_kwargs["dataset"] = None if _is_path(str(data_kwargs.get("backend", "b1"))) else "kanji"
         self.data = load_retrieval_data(**data_kwargs)
         if self.data.sketch_records is None or self.data.backend_checkpoint is None:
             raise ValueError("the stroke-order env needs a dataset and a backend checkpoint (not arrays)")
