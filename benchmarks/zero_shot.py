@@ -62,7 +62,7 @@ from embeddings.zero_shot import (  # noqa: E402
     split_features,
     train_zero_shot,
 )
-from sketch_env.cache import atomic_path  # noqa: E402
+from sketch_env.cache import atomic_path, stable_hash  # noqa: E402
 from sketch_env.datasets import make_dataset  # noqa: E402
 from sketch_env.metrics import (  # noqa: E402
     ap_at_k,
@@ -93,7 +93,20 @@ def _log(msg: str) -> None:
 
 
 def _backbone(args: argparse.Namespace, runs: Path, seed: int) -> Path:
-    """The seed's B1 checkpoint: reused when its run finished (history.json written), else trained."""
+    """The seed's backbone: ``--backbone`` (checked to be trained on this dataset's category split), else its B1
+    checkpoint, reused when its run finished (history.json written), else trained."""
+    if args.backbone:
+        path = Path(args.backbone.replace("{seed}", str(seed)))
+        if not path.is_file():
+            raise SystemExit(f"--backbone: no checkpoint {path} for seed {seed}")
+        config = load_backend(path).config
+        trained_on = (config.get("dataset"), config.get("scheme"))
+        if trained_on != (args.dataset, "category"):
+            raise SystemExit(
+                f"--backbone: {path} was trained on {trained_on[0]!r} with split scheme {trained_on[1]!r}; the "
+                f"zero-shot table needs a backbone trained on {args.dataset!r}'s category split"
+            )
+        return path
     folder = runs / f"b1-s{seed}"
     if (folder / "backend.pt").is_file() and (folder / "history.json").is_file():
         return folder / "backend.pt"
@@ -370,6 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is fastest for these small models on a busy CPU)"
     )
+    p.add_argument(
+        "--backbone",
+        default=None,
+        metavar="PATH",
+        help="every seed's frozen backbone from this checkpoint instead of a B1 trained here ('{seed}' in PATH is "
+        "replaced by the seed), e.g. a meta backend whose F learnt a category classifier (L_C) on the seen categories; "
+        "its heads and generative models go to a run folder of their own",
+    )
     p.add_argument("--runs", default="runs/benchmarks/zero_shot", help="run folders (checkpoints)")
     p.add_argument("--out", default="benchmarks/results/zero_shot")
     p.add_argument("--progress", action="store_true", help="show progress bars")
@@ -378,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     dataset = make_dataset(args.dataset, root=args.root, scheme="category")
     runs = Path(args.runs) / f"{args.dataset}-category"
+    if args.backbone:  # not the B1 runs' folder: their CVAEs would be retrained over another backbone
+        runs = runs.with_name(f"{runs.name}-backbone-{stable_hash(args.backbone)[:10]}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -410,14 +433,15 @@ def main(argv: list[str] | None = None) -> int:
     cost = (
         {key: float(np.mean([timing[s][key] for s in timing])) for key in next(iter(timing.values()))} if timing else {}
     )
-    command = "python benchmarks/zero_shot.py" + (f" --dataset {args.dataset}" if args.dataset != "kanji" else "")
+    command = " ".join(["python benchmarks/zero_shot.py", *(sys.argv[1:] if argv is None else argv)])
     notes = [
         f"`{command}` ({platform.machine()}, CPU, {args.threads} torch thread(s); seeds {args.seeds}; "
         f"{elapsed / 60:.1f} min in this call, load average {os.getloadavg()[0]:.1f} at the end)",
         "",
         f"{ex.get('queries', '?')} complete test sketches of the unseen categories against all "
         f"{ex.get('gallery_size', '?')} of their photos; relevant = same category. Mean ± 95 % t-interval over the "
-        f"seeds (each seed: its own backbone and its own heads).",
+        f"seeds (each seed: its own backbone and its own heads)"
+        + (f"; backbone: `{args.backbone}`." if args.backbone else "."),
         "",
         table,
     ]
