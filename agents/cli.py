@@ -23,11 +23,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         one = args.out is not None and len(seeds) == 1  # one agent: --out is its folder, as on the SB3 path
         fast = FastTrainConfig(algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, seeds=seeds,
                                timesteps=args.timesteps, minutes=args.minutes, device=args.device, compute=args.compute,
-                               eval_every=args.eval_every, overrides=overrides, out=None if one else args.out,
-                               agent_dirs=[args.out] if one else None)
+                               compile=args.compile, eval_every=args.eval_every, overrides=overrides,
+                               out=None if one else args.out, agent_dirs=[args.out] if one else None)
         for best in train_fast(fast):
             print(f"best checkpoint (validation m@B): {best}")
         return 0
+    if args.compile:
+        raise SystemExit("--compile is the fast trainer's (--trainer fast)")
     if args.seeds and len(args.seeds) > 1:
         raise SystemExit("--seeds trains several agents at once with --trainer fast; the SB3 path takes one --seed")
     if args.seeds:
@@ -70,6 +72,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="with --trainer fast: one agent per seed, trained side by side in one process")
     train.add_argument("--compute", default="auto", choices=["auto", "torch", "numpy"],
                        help="with --trainer fast: the env engine (auto: numba on the CPU, torch on a GPU)")
+    train.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                       help="with --trainer fast: torch.compile the policy forward and the loss (default backend "
+                            "inductor; off unless given: on a CPU it did not pay, see the README)")
     train.add_argument("--device", default="auto",
                        help="policy device: auto (sb3: cpu, see agents.train; fast: cuda if available) | cpu | cuda")
     train.add_argument("--env-device", default="cpu", help="where the vector env computes: cpu | cuda")

@@ -11,7 +11,10 @@ hyper-parameters (so the same number of gradient steps per env step), each for `
 per agent, in alternating rounds (``--rounds``) in this one process; env-steps per second of training
 (collection + update; no evaluation), median over rounds, and the ratio to SB3 of the same round. Also
 the env alone (the fast trainer's env engine stepped with random actions: what any trainer pays), and
-the fast trainer's split of its time between collection and update.
+the fast trainer's split of its time between collection and update. With ``--compile BACKEND`` (e.g.
+``inductor``) one more row: the fast trainer with one agent and ``torch.compile`` on its policy forward and
+loss (:class:`agents.fast.trainer.FastTrainer`), in the same rounds, its compilation time (the first
+rollout's extra seconds) printed beside the table.
 
 **Learning.** For each of ``--learn-algos``, ``--learn-timesteps`` env steps per seed with each path (SB3:
 the seeds one after the other; fast: the seeds side by side), then test m@B / m@A of each run's
@@ -63,7 +66,8 @@ def measure_sb3(algo: str, env_id: str, env_kwargs: dict, hp: dict, timesteps: i
     return timesteps / seconds
 
 
-def make_fast(algo: str, env_id: str, env_kwargs: dict, hp: dict, seeds: list[int], device: str, compute: str):
+def make_fast(algo: str, env_id: str, env_kwargs: dict, hp: dict, seeds: list[int], device: str, compute: str,
+              compile: str | None = None):
     from agents.envs import make_native_vec_env, make_sb3_vec_env
     from agents.fast.env import DeviceRetrievalEnv
     from agents.fast.trainer import FastTrainer
@@ -74,7 +78,7 @@ def make_fast(algo: str, env_id: str, env_kwargs: dict, hp: dict, seeds: list[in
     models = [build_agent(algo, env_id, env_kwargs, hp, sb3_env, s, "cpu") for s in seeds]
     vec = make_native_vec_env(env_id, 1, "train", **env_kwargs)
     env = DeviceRetrievalEnv(vec.data, len(seeds) * n_envs, vec.options, seeds=seeds, device=device, compute=compute)
-    return FastTrainer(models, env, algo, hp, seeds, torch.device(device))
+    return FastTrainer(models, env, algo, hp, seeds, torch.device(device), compile=compile)
 
 
 def measure_fast(trainer, timesteps: int) -> tuple[float, float]:
@@ -150,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--learn-timesteps", type=int, default=500_000, help="0: skip the learning comparison")
     p.add_argument("--learn-algos", nargs="+", default=["ppo-a-clip"], help="methods of the learning comparison")
+    p.add_argument("--env-seconds", type=float, default=5.0, help="length of the env-alone measurement")
+    p.add_argument("--compile", default=None, metavar="BACKEND",
+                   help="also measure the fast trainer (1 agent) with torch.compile on this backend (e.g. inductor)")
     p.add_argument("--skip-sb3-speed", action="store_true", help="GPU runs: only the fast rows")
     p.add_argument("--runs", default="runs/benchmarks/trainer_throughput")
     p.add_argument("--out", default="benchmarks/results/trainer_throughput")
@@ -165,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cmd = "python benchmarks/trainer_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    rows = []
+    rows, compile_seconds = [], {}
     for algo in args.algos:
         hp = load_hyperparams(algo, env_id, overrides)
         fast1 = make_fast(algo, env_id, env_kwargs, hp, args.seeds[:1], args.device, args.compute)
@@ -176,6 +183,15 @@ def main(argv: list[str] | None = None) -> int:
             scale = n / int(hp.get("n_envs", 64))
             big_hp = hp | {"n_envs": n} | ({"batch_size": int(hp["batch_size"] * scale)} if "batch_size" in hp else {})
             big = make_fast(algo, env_id, env_kwargs, big_hp, args.seeds[:1], args.device, args.compute)
+        compiled = None
+        if args.compile:
+            compiled = make_fast(algo, env_id, env_kwargs, hp, args.seeds[:1], args.device, args.compute, args.compile)
+            t0 = time.perf_counter()
+            compiled.train_rollout()  # compiles (each minibatch shape once); timed apart from the measurement
+            eager_rollout = time.perf_counter()
+            fast1.train_rollout()
+            now = time.perf_counter()
+            compile_seconds[algo] = (eager_rollout - t0) - (now - eager_rollout)
         res: dict[str, list[float]] = {}
         for r in range(args.rounds):
             if not args.skip_sb3_speed:
@@ -184,12 +200,15 @@ def main(argv: list[str] | None = None) -> int:
             sps, share = measure_fast(fast1, args.timesteps)
             res.setdefault("fast, 1 agent", []).append(sps)
             res.setdefault("fast, 1 agent: collection share", []).append(share)
+            if compiled is not None:
+                sps, _ = measure_fast(compiled, args.timesteps)
+                res.setdefault(f"fast, 1 agent, torch.compile ({args.compile})", []).append(sps)
             sps, _ = measure_fast(fastk, max(args.timesteps // args.agents, 1))  # the same env steps in all
             res.setdefault(f"fast, {args.agents} agents side by side", []).append(sps)
             if big is not None:
                 sps, share = measure_fast(big, max(args.timesteps, args.fast_envs * 20 * 4))
                 res.setdefault(f"fast, 1 agent, {args.fast_envs} envs", []).append(sps)
-            res.setdefault("env alone (fast env, random actions)", []).append(measure_env(fast1))
+            res.setdefault("env alone (fast env, random actions)", []).append(measure_env(fast1, args.env_seconds))
             print(f"[{algo} round {r}] " + ", ".join(f"{k}: {v[-1]:,.2f}" if "share" in k else f"{k}: {v[-1]:,.0f}"
                                                    for k, v in res.items()), flush=True)
         for key, values in res.items():
@@ -206,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         value = f"{r['value']:.2f}" if "share" in r["path"] else f"{r['value']:,.0f}"
         ratio = f"{r['ratio_to_sb3']:.2f}" if r["ratio_to_sb3"] is not None else "-"
         lines.append(f"| `{r['algo']}` | {r['path']} | {value} | {ratio} |")
+    if compile_seconds:
+        lines += ["", f"torch.compile ({args.compile}) compilation, seconds (first rollout minus an eager one): "
+                  + ", ".join(f"`{a}` {s:.0f}" for a, s in compile_seconds.items())]
     table = "\n".join(lines)
     (out / "throughput.md").write_text(table + "\n")
     with open(out / "throughput.csv", "w", newline="") as f:

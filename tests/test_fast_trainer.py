@@ -92,11 +92,11 @@ def _models(seeds, algo="ppo-a-clip", hp=None):
     return [build_agent(algo, ENV, {}, hp, env, s, "cpu") for s in seeds], hp
 
 
-def _trainer(seeds, algo="ppo-a-clip", hp=None, compute="numpy"):
+def _trainer(seeds, algo="ppo-a-clip", hp=None, compute="numpy", compile=None):
     models, hp = _models(seeds, algo, hp)
     vec = make_native_vec_env(ENV, 1, "train")
     env = DeviceRetrievalEnv(vec.data, len(seeds) * hp["n_envs"], vec.options, seeds=seeds, compute=compute)
-    return FastTrainer(models, env, algo, hp, seeds, torch.device("cpu")), models
+    return FastTrainer(models, env, algo, hp, seeds, torch.device("cpu"), compile=compile), models
 
 
 @pytest.mark.parametrize("algo", ["ppo-a-clip", "ppo-ac-clip", "ppo-a-kl", "vpg"])
@@ -146,6 +146,22 @@ def test_k_agents_at_once_equal_k_separate_runs():
         for i, t in enumerate(apart):
             torch.testing.assert_close(p[i], t.params[name][0], rtol=1e-5, atol=1e-6)
     assert not torch.equal(together.params["action_net.weight"][0], together.params["action_net.weight"][1])
+
+
+def test_compiled_trainer_follows_the_eager_one():
+    """``compile=``: the rollout forward and the objective go through ``torch.compile`` (the ``aot_eager``
+    backend here: the same graph capture and compiled backward as ``inductor``, without its C++ build, so the
+    test takes seconds) and train the same weights as the eager trainer from the same seed."""
+    eager, _ = _trainer([0, 1], "ppo-ac-clip")
+    compiled, _ = _trainer([0, 1], "ppo-ac-clip", compile="aot_eager")
+    assert compiled._objective is not compiled.objective and compiled._heads is not compiled.heads
+    start = eager.params["action_net.weight"].detach().clone()
+    for _ in range(2):
+        eager.train_rollout()
+        compiled.train_rollout()
+    assert not torch.allclose(eager.params["action_net.weight"], start)  # the rollouts did move the weights
+    for name, p in eager.params.items():
+        torch.testing.assert_close(compiled.params[name], p, rtol=1e-4, atol=1e-5)
 
 
 def test_fast_run_checkpoints_interchange_with_the_sb3_path(tmp_path):
@@ -231,3 +247,24 @@ def test_rl_methods_benchmark_with_the_fast_trainer(tmp_path, synthetic_checkpoi
     with pytest.raises(SystemExit):
         main(["--dataset", "synthetic", "--backend", synthetic_checkpoint, "--methods", "trpo", "--trainer", "fast",
               "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
+
+
+def test_trainer_throughput_benchmark_runs_with_a_compiled_row(tmp_path, synthetic_checkpoint):
+    """`benchmarks/trainer_throughput.py` end to end on tiny settings, with the ``--compile`` row."""
+    from benchmarks.trainer_throughput import main
+
+    code = main(["--dataset", "synthetic", "--backend", synthetic_checkpoint, "--algos", "vpg", "--timesteps", "160",
+                 "--rounds", "1", "--agents", "2", "--hp", "n_envs=8", "--hp", "n_steps=10", "--learn-timesteps", "0",
+                 "--env-seconds", "0.2", "--compile", "aot_eager", "--out", str(tmp_path)])
+    assert code == 0
+    table = (tmp_path / "throughput.md").read_text()
+    for row in ("| SB3 |", "| fast, 1 agent |", "| fast, 1 agent, torch.compile (aot_eager) |",
+                "| fast, 2 agents side by side |", "compilation, seconds"):
+        assert row in table, row
+
+
+def test_compile_flag_belongs_to_the_fast_trainer():
+    from sketch_env.cli import main
+
+    with pytest.raises(SystemExit, match="--trainer fast"):
+        main(["train", "--compile", "--timesteps", "0"])

@@ -77,6 +77,9 @@ class FastTrainConfig:
     compute: str = "auto"
     """the env engine (agents.fast.env): auto = numba on the CPU, torch on a GPU"""
     eval_every: int = 100_000
+    compile: str | None = None
+    """``torch.compile`` backend for the policy forward and the loss (``"inductor"``; ``None``: eager; see
+    :class:`FastTrainer`)"""
     overrides: dict[str, Any] = field(default_factory=dict)
     out: str | None = None
     """root folder; agent k writes <out>/<algo>-s<seed_k> (default runs/agents-fast/<env>)"""
@@ -139,10 +142,17 @@ class FastTrainer:
         env: the device env, ``K * n_envs`` envs in K groups.
         algo, hp: the method and its hyper-parameters (the YAML block).
         seeds: one per agent (noise and minibatch generators).
+        compile: a ``torch.compile`` backend (``"inductor"``, or ``"aot_eager"`` to check the graph capture
+            without code generation) applied to the two hot functions: the rollout's batched forward and the
+            minibatch objective (forward + losses; its backward is compiled with it by AOTAutograd). ``None``
+            (default): eager. Off by default because on a CPU it did not pay: 0.9x to 1.1x the eager trainer's
+            env-steps/s depending on the method, after 10 to 20 s of compilation (README;
+            ``benchmarks/trainer_throughput.py --compile inductor`` measures both side by side). Shapes are
+            static, so each minibatch size compiles once.
     """
 
     def __init__(self, models: list[Any], env: DeviceRetrievalEnv, algo: str, hp: dict[str, Any], seeds: list[int],
-                 device: torch.device) -> None:
+                 device: torch.device, compile: str | None = None) -> None:
         if algo not in FAST_ALGORITHMS:
             raise ValueError(f"the fast trainer runs {FAST_ALGORITHMS}; {algo!r} needs the SB3 path (--trainer sb3)")
         self.models, self.env, self.algo, self.device = models, env, algo, device
@@ -200,6 +210,12 @@ class FastTrainer:
         }
         self.dones = [False] * t
         self.timing = {"collect": 0.0, "update": 0.0}
+        self.compile = compile
+        self._heads, self._objective = self.heads, self.objective
+        if compile:
+            # dynamic=False: the rollout and minibatch shapes are fixed, so static shapes give the best kernels
+            self._heads = torch.compile(self.heads, backend=compile, dynamic=False)
+            self._objective = torch.compile(self.objective, backend=compile, dynamic=False)
 
     # -- the batched policy --------------------------------------------------------------------------
     def heads(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -234,7 +250,7 @@ class FastTrainer:
         buf = self.buf
         for t in range(self.n_steps):
             obs = self.obs.view(k, n, -1)
-            mean, log_std, values = self.heads(obs)
+            mean, log_std, values = self._heads(obs)
             noise = torch.stack([torch.randn(mean.shape[1:], generator=g, device=g.device) for g in self.noise_gens])
             actions = mean + torch.exp(log_std)[:, None, :] * noise.to(mean.device)
             buf["obs"][t] = obs
@@ -248,7 +264,7 @@ class FastTrainer:
             buf["ranks"][t] = rank.view(k, n)
             self.dones[t] = done
         self.num_timesteps += self.n_steps * n
-        self._last_values = self.heads(self.obs.view(k, n, -1))[2]
+        self._last_values = self._heads(self.obs.view(k, n, -1))[2]
 
     def advantages(self) -> tuple[torch.Tensor, torch.Tensor]:
         """GAE(gamma, lambda) advantages and returns ``(n_steps, K, n)``, as SB3's rollout buffer computes them
@@ -295,7 +311,7 @@ class FastTrainer:
             for start in range(0, m, bs):
                 batch = [x[:, start : start + bs] for x in epoch]
                 obs, actions, old_lp, a, r, old_mean = batch
-                loss, pg, v, kl = self.objective(obs, actions, old_lp, a, r, old_mean, old_log_std)
+                loss, pg, v, kl = self._objective(obs, actions, old_lp, a, r, old_mean, old_log_std)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.sum().backward()  # agents share no parameter: the sum's gradient is each agent's own
                 self._clip_grads()
@@ -430,7 +446,7 @@ def train_fast(cfg: FastTrainConfig) -> list[Path]:
     vec = make_native_vec_env(cfg.env_id, 1, "train", **env_kwargs)
     env = DeviceRetrievalEnv(vec.data, len(cfg.seeds) * n_envs, vec.options, seeds=cfg.seeds, device=device,
                              compute=cfg.compute)
-    trainer = FastTrainer(models, env, cfg.algo, hp, cfg.seeds, device)
+    trainer = FastTrainer(models, env, cfg.algo, hp, cfg.seeds, device, compile=cfg.compile)
     if resume:
         trainer.load_states([s["trainer"] for s in resume])
         print(f"resuming {cfg.algo} (seeds {cfg.seeds}, {runs[0].out.parent}) at {trainer.num_timesteps} env steps")
