@@ -24,7 +24,8 @@ sketches of the mean over k = 1..n of 1 / rank after k strokes). Random and lear
 The cost of a game step (render + embed a canvas, rank, reward) and the canvas cache's hit rate are printed.
 
 Writes ``stroke_order.md`` and ``stroke_order.csv`` to ``--out``. Sketcher policies are saved as
-``state_dict`` files (``torch.load(weights_only=True)``), so a killed benchmark resumes with the seeds it has.
+``state_dict`` files (``torch.load(weights_only=True)``), so a killed benchmark resumes with the seeds it has,
+and a sketcher killed mid-training resumes from its last PPO update (``checkpoint.pt``).
 """
 
 from __future__ import annotations
@@ -92,15 +93,45 @@ class _TqdmSteps:
         return _Bar()
 
 
+def _checkpoint_callback(path: Path, settings: dict, seconds_before: float):
+    """An SB3 callback that saves the sketcher's training state to ``path`` (atomically) after every update:
+    the policy and optimiser state dicts, the env steps done, the training settings and the seconds spent."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class _Saver(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.t0, self.saved_at = time.perf_counter(), self.model.num_timesteps
+
+        def _on_rollout_start(self) -> None:  # called after the previous rollout's update
+            if self.model.num_timesteps > self.saved_at:
+                state = {"policy": self.model.policy.state_dict(),
+                         "optimizer": self.model.policy.optimizer.state_dict(),
+                         "num_timesteps": int(self.model.num_timesteps), "settings": settings,
+                         "seconds": seconds_before + time.perf_counter() - self.t0}
+                with atomic_path(path) as tmp:
+                    torch.save(state, tmp)
+                self.saved_at = self.model.num_timesteps
+
+        def _on_step(self) -> bool:
+            return True
+
+    return _Saver()
+
+
 def train_sketcher(args: argparse.Namespace, seed: int, rname: str, retriever) -> Path:
-    """Train (unless saved) the seed's sketcher against ``retriever`` (named ``rname``); returns its ``policy.pt``."""
+    """Train (unless saved) the seed's sketcher against ``retriever`` (named ``rname``); returns its ``policy.pt``.
+
+    A training killed midway resumes from ``checkpoint.pt`` (written after every PPO update, read with
+    ``torch.load(weights_only=True)``): the policy, Adam state and step count continue; the env episodes and
+    random streams start afresh, so a resumed sketcher is a run of the same settings, not bit for bit the
+    uninterrupted one."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     out = Path(args.runs) / f"sketcher-{args.policy}-{rname.lower()}-s{seed}"
     path = out / "policy.pt"
+    wanted = {"timesteps": args.timesteps, "reward": args.reward, "n_envs": args.n_envs, "policy": args.policy}
     if path.is_file():
         done = json.loads((out / "train.json").read_text()) if (out / "train.json").is_file() else {}
-        wanted = {"timesteps": args.timesteps, "reward": args.reward, "n_envs": args.n_envs, "policy": args.policy}
         if any(done.get(k) != v for k, v in wanted.items()):
             raise SystemExit(f"{path} was trained with {done or 'unrecorded settings'}, not {wanted}: move it away "
                              "or pass --runs to a new folder")
@@ -110,17 +141,31 @@ def train_sketcher(args: argparse.Namespace, seed: int, rname: str, retriever) -
     venv = DummyVecEnv([lambda g=g: SketcherGymEnv(g, retriever) for g in games])
     venv.seed(seed)
     model = make_sketcher(venv, seed, args.policy)
+    ckpt, resumed_from, seconds_before = out / "checkpoint.pt", 0, 0.0
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        if state.get("settings") == wanted:
+            model.policy.load_state_dict(state["policy"])
+            model.policy.optimizer.load_state_dict(state["optimizer"])
+            model.num_timesteps = resumed_from = int(state["num_timesteps"])
+            seconds_before = float(state["seconds"])
+            print(f"[sketcher ({rname}) s{seed}] resuming from {ckpt} at {resumed_from} steps", flush=True)
+        else:  # another configuration's: this run starts over and overwrites it
+            print(f"[sketcher ({rname}) s{seed}] {ckpt} holds other settings ({state.get('settings')}): starting over",
+                  flush=True)
     t0 = time.perf_counter()
-    # SB3's own progress bar needs `rich`, which is not a dependency: a tqdm bar of env steps instead
-    model.learn(args.timesteps, callback=None if args.no_progress else _TqdmSteps(args.timesteps,
-                                                                                      f"sketcher ({rname}) s{seed}"))
-    seconds = time.perf_counter() - t0
+    callbacks = [_checkpoint_callback(ckpt, wanted, seconds_before)]
+    if not args.no_progress:
+        # SB3's own progress bar needs `rich`, which is not a dependency: a tqdm bar of env steps instead
+        callbacks.append(_TqdmSteps(args.timesteps - resumed_from, f"sketcher ({rname}) s{seed}"))
+    model.learn(args.timesteps - resumed_from, callback=callbacks, reset_num_timesteps=resumed_from == 0)
+    seconds = seconds_before + time.perf_counter() - t0
     # the settings first, then the policy (both atomic): a policy.pt never exists without its train.json
     with atomic_path(out / "train.json") as tmp:
-        tmp.write_text(json.dumps({"seconds": round(seconds, 1), "timesteps": args.timesteps, "reward": args.reward,
-                                   "n_envs": args.n_envs, "policy": args.policy}))
+        tmp.write_text(json.dumps({"seconds": round(seconds, 1), **wanted, "resumed_from": resumed_from}))
     with atomic_path(path) as tmp:
         torch.save(model.policy.state_dict(), tmp)
+    ckpt.unlink(missing_ok=True)
     print(f"[sketcher ({rname}) s{seed}] {args.timesteps} steps in {seconds / 60:.1f} min", flush=True)
     return path
 

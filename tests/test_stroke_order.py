@@ -260,3 +260,64 @@ def test_stroke_order_benchmark_end_to_end_and_resume(synthetic_checkpoint, tmp_
     assert bench.main(argv) == 0 and policy.stat().st_mtime_ns == stamp  # reused, not retrained
     with pytest.raises(SystemExit, match="was trained with"):
         bench.main([*argv[:5], "1024", *argv[6:]])
+
+
+def test_sketcher_training_resumes_from_its_checkpoint(synthetic_checkpoint, tmp_path, monkeypatch):
+    """A sketcher killed after its first PPO update leaves ``checkpoint.pt``; the next call continues from it
+    (same weights, the remaining steps only) and removes it once ``policy.pt`` is written."""
+    import argparse
+    import json
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import stroke_order as bench
+
+    args = argparse.Namespace(backend=str(synthetic_checkpoint), dataset="synthetic", data_root=None, max_strokes=None,
+                              action="direct", timesteps=1024, reward="top5", n_envs=1, policy="strokes",
+                              runs=str(tmp_path), no_progress=True)
+    real = bench.make_sketcher
+    updates = []
+
+    def killed_at_second_update(*a, **k):
+        model = real(*a, **k)
+        train = model.train
+
+        def once():
+            if updates:
+                raise RuntimeError("killed")
+            train()
+            updates.append({k: v.clone() for k, v in model.policy.state_dict().items()})
+
+        model.train = once
+        return model
+
+    monkeypatch.setattr(bench, "make_sketcher", killed_at_second_update)
+    with pytest.raises(RuntimeError, match="killed"):
+        bench.train_sketcher(args, 0, "frozen", None)
+    folder = tmp_path / "sketcher-strokes-frozen-s0"
+    saved = torch.load(folder / "checkpoint.pt", weights_only=True)
+    assert saved["num_timesteps"] == 512 and not (folder / "policy.pt").exists()
+    for k, v in updates[0].items():  # the checkpoint holds the weights after the first update
+        torch.testing.assert_close(saved["policy"][k], v)
+
+    resumed = []
+
+    def recording(*a, **k):
+        model = real(*a, **k)
+        learn = model.learn
+
+        def spy(total, **kw):
+            resumed.append((model.num_timesteps, total))
+            return learn(total, **kw)
+
+        model.learn = spy
+        return model
+
+    monkeypatch.setattr(bench, "make_sketcher", recording)
+    path = bench.train_sketcher(args, 0, "frozen", None)
+    assert resumed == [(512, 512)]  # started at the checkpoint's step count, trained the remaining steps
+    assert path.is_file() and not (folder / "checkpoint.pt").exists()
+    assert json.loads((folder / "train.json").read_text())["resumed_from"] == 512
