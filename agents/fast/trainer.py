@@ -210,7 +210,6 @@ class FastTrainer:
         }
         self.dones = [False] * t
         self.timing = {"collect": 0.0, "update": 0.0}
-        self.compile = compile
         self._heads, self._objective = self.heads, self.objective
         if compile:
             # dynamic=False: the rollout and minibatch shapes are fixed, so static shapes give the best kernels
