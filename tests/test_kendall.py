@@ -122,3 +122,31 @@ def test_errors():
         kendall.discordant_pairs(np.zeros((1, 3), int), np.zeros((1, 4), int))
     with pytest.raises(ValueError, match=r"\(N, P\)"):
         kendall.ranking_order(np.zeros(3))
+
+
+@pytest.mark.skipif(not kendall.numba_available(), reason="needs numba (the [fast] extra)")
+def test_numba_parallel_kernel_leaves_torch_thread_count_alone():
+    """Launching numba's OpenMP pool after torch ran a parallel region (and its thread count was read) used to
+    set torch's intra-op thread count to numba's (1 -> 2), undoing ``torch.set_num_threads(1)``. Checked in a
+    fresh process, where the pool is not yet up, with numba asked for two threads."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, torch\n"
+        "torch.set_num_threads(1)\n"
+        "torch.nn.Conv2d(1, 8, 3)(torch.randn(4, 1, 32, 32))  # torch's OpenMP runtime in use first\n"
+        "assert torch.get_num_threads() == 1  # (without this query before the launch, the flip did not show)\n"
+        "from sketch_env.envs import kendall\n"
+        "d = np.random.default_rng(0).random((8, 300)).astype(np.float32)\n"
+        "prev = np.tile(np.arange(300, dtype=np.int32), (8, 1))\n"
+        "kendall.ranking_and_discordant(d, prev, np.ones(8, bool), kernel='numba-parallel')\n"
+        "print(torch.get_num_threads())\n"
+    )
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    env.pop("OMP_NUM_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "1"

@@ -147,6 +147,25 @@ def count_inversions(s: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ numba
 
 
+@functools.cache
+def _launch_numba_threads() -> None:
+    """Start numba's thread pool (once) without changing torch's intra-op thread count.
+
+    numba's OpenMP threading layer shares the process's libgomp with torch, and launching its pool after
+    torch has run a parallel region sets the OpenMP thread count to numba's (``NUMBA_NUM_THREADS``, the
+    core count): ``torch.get_num_threads()`` went from 1 to 2 here. That silently undid a
+    ``torch.set_num_threads(1)`` (the stroke-order sketchers' one-thread workers then ran every small
+    convolution on two threads beside another busy process: ~60 ms per game step instead of ~11 ms), so
+    torch's count is put back once the pool is up; later parallel calls leave it alone."""
+    import numba
+
+    torch = sys.modules.get("torch")  # only if torch is in use: it is not a dependency of this module
+    before = torch.get_num_threads() if torch is not None else None
+    numba.get_num_threads()  # launches the pool
+    if torch is not None and torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 def _numba_call(kernel: str, serial: str, parallel: str, *args: Any) -> None:
     """Run ``_kendall_numba.<serial>`` (``"numba"``) or ``.<parallel>`` (``"numba-parallel"``, one chunk of
     rows per numba thread) on ``args``."""
@@ -155,6 +174,7 @@ def _numba_call(kernel: str, serial: str, parallel: str, *args: Any) -> None:
     if kernel == "numba-parallel":
         import numba
 
+        _launch_numba_threads()
         getattr(_kendall_numba, parallel)(*args, numba.get_num_threads())
     else:
         getattr(_kendall_numba, serial)(*args, 1)
