@@ -155,7 +155,7 @@ def _launch_numba_threads() -> None:
     torch has run a parallel region sets the OpenMP thread count to numba's (``NUMBA_NUM_THREADS``, the
     core count): ``torch.get_num_threads()`` went from 1 to 2 here. That silently undid a
     ``torch.set_num_threads(1)`` (the stroke-order sketchers' one-thread workers then ran every small
-    convolution on two threads beside another busy process: ~60 ms per game step instead of ~11 ms), so
+    convolution on two threads beside another busy process: ~60 ms per training step instead of ~8 ms), so
     torch's count is put back once the pool is up; later parallel calls leave it alone."""
     import numba
 
