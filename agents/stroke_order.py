@@ -26,7 +26,7 @@ from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from sketch_env.envs.stroke_order import DESCRIPTOR_SIZE, StrokeOrderParallelEnv
+from sketch_env.envs.stroke_order import DESCRIPTOR_INDEX, DESCRIPTOR_SIZE, StrokeOrderParallelEnv
 
 __all__ = ["Retriever", "frozen_retriever", "policy_retriever", "SketcherGymEnv", "play_episode",
            "human_chooser", "longest_first_chooser", "random_chooser", "greedy_chooser", "policy_chooser",
@@ -105,7 +105,7 @@ def longest_first_chooser(env: StrokeOrderParallelEnv, obs: dict) -> int:
     order). A reference for the learned sketcher: it shows what stroke length alone buys."""
     legal = np.flatnonzero(obs["action_mask"])
     desc = obs["observation"][-DESCRIPTOR_SIZE * len(obs["action_mask"]) :].reshape(-1, DESCRIPTOR_SIZE)
-    return int(legal[np.argmax(desc[legal, 2])])
+    return int(legal[np.argmax(desc[legal, DESCRIPTOR_INDEX["length"]])])
 
 
 def random_chooser(rng: np.random.Generator) -> Chooser:
@@ -202,7 +202,7 @@ class StrokeScoringExtractor(BaseFeaturesExtractor):
         c = self.canvas(feat)
         h = self.stroke(torch.cat([c.unsqueeze(1).expand(-1, self.max_strokes, -1), desc], dim=-1))
         scores = self.score(h).squeeze(-1)
-        present = desc[..., 5:6]  # the "present" flag: empty slots stay out of the value's input
+        present = desc[..., DESCRIPTOR_INDEX["present"], None]  # empty slots stay out of the value's input
         pooled = (h * present).sum(dim=1) / present.sum(dim=1).clamp(min=1.0)
         return torch.cat([scores, pooled], dim=-1)
 

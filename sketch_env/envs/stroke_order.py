@@ -58,23 +58,29 @@ from sketch_env.envs.engine import ACTION_MODES, ORDERS, normalise_queries
 from sketch_env.render import render_sketch
 from sketch_env.sketch import Sketch
 
-__all__ = ["StrokeOrderParallelEnv", "stroke_descriptors", "AGENTS", "DESCRIPTOR_SIZE"]
+__all__ = ["StrokeOrderParallelEnv", "stroke_descriptors", "AGENTS", "DESCRIPTOR_FIELDS", "DESCRIPTOR_INDEX",
+           "DESCRIPTOR_SIZE"]
 
 AGENTS = ("sketcher", "retriever")
-DESCRIPTOR_SIZE = 6
+#: one stroke slot's descriptor, in order (the sketcher's observation holds ``max_strokes`` of them)
+DESCRIPTOR_FIELDS = ("centre_x", "centre_y", "length", "human_order", "drawn", "present")
+DESCRIPTOR_INDEX = {name: i for i, name in enumerate(DESCRIPTOR_FIELDS)}
+DESCRIPTOR_SIZE = len(DESCRIPTOR_FIELDS)
 
 
 def stroke_descriptors(sketch: Sketch, max_strokes: int) -> np.ndarray:
-    """Per stroke slot ``[centre x, centre y, length, human order i / (n - 1), drawn = 0, present = 1]``,
-    float32 ``(max_strokes, 6)``; empty slots are zeros. ``length`` is the polyline length in the unit frame."""
+    """Per stroke slot ``[centre x, centre y, length, human order i / (n - 1), drawn = 0, present = 1]``
+    (:data:`DESCRIPTOR_FIELDS`), float32 ``(max_strokes, 6)``; empty slots are zeros. ``length`` is the
+    polyline length in the unit frame."""
     out = np.zeros((max_strokes, DESCRIPTOR_SIZE), dtype=np.float32)
     n = sketch.num_strokes
+    ix = DESCRIPTOR_INDEX
     for i, (a, b) in enumerate(zip(sketch.stroke_starts, sketch.stroke_ends)):
         pts = sketch.points[a:b]
-        out[i, :2] = pts.mean(axis=0)
-        out[i, 2] = float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum()) if len(pts) > 1 else 0.0
-        out[i, 3] = i / (n - 1) if n > 1 else 0.0
-        out[i, 5] = 1.0
+        out[i, [ix["centre_x"], ix["centre_y"]]] = pts.mean(axis=0)
+        out[i, ix["length"]] = float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum()) if len(pts) > 1 else 0.0
+        out[i, ix["human_order"]] = i / (n - 1) if n > 1 else 0.0
+        out[i, ix["present"]] = 1.0
     return out
 
 
@@ -240,12 +246,9 @@ class StrokeOrderParallelEnv(ParallelEnv):
         if "retriever" in self.agents:
             obs["retriever"] = feat.copy()
         if "sketcher" in self.agents:
-            desc = self._descriptors.copy()
-            desc[: len(self._drawn), 4] = self._drawn
             mask = np.zeros(self.max_strokes, dtype=np.int8)
             mask[: len(self._drawn)] = ~self._drawn
-            obs["sketcher"] = {"observation": np.concatenate([feat, desc.ravel()]).astype(np.float32),
-                               "action_mask": mask}
+            obs["sketcher"] = {"observation": self.state(), "action_mask": mask}
         return obs
 
     def _choose_sketch(self, options: dict[str, Any] | None) -> int:
@@ -361,9 +364,10 @@ class StrokeOrderParallelEnv(ParallelEnv):
         return obs, rewards_, terminations, truncations, infos
 
     def state(self) -> np.ndarray:
-        """The global state: the canvas feature and the stroke descriptors with the drawn flags."""
+        """The global state: the canvas feature and the stroke descriptors with the drawn flags (also the
+        sketcher's observation)."""
         desc = self._descriptors.copy()
-        desc[: len(self._drawn), 4] = self._drawn
+        desc[: len(self._drawn), DESCRIPTOR_INDEX["drawn"]] = self._drawn
         return np.concatenate([self._feat, desc.ravel()]).astype(np.float32)
 
     def close(self) -> None:
