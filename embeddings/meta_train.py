@@ -137,7 +137,9 @@ def train_meta(cfg: MetaTrainConfig, stop_after_steps: int | None = None) -> Pat
     word_vectors = torch.from_numpy(category_word_vectors(categories, backend.config["semantic_dim"],
                                                           backend.config["semantic_vectors"])).to(device)
     if word_vectors.shape[1] != backend.decoder[-1].out_features:
-        raise ValueError(f"semantic_vectors has {word_vectors.shape[1]}-d vectors: set semantic_dim to it")
+        raise ValueError(f"semantic_vectors={backend.config['semantic_vectors']!r} gives {word_vectors.shape[1]}-d "
+                         f"vectors but semantic_dim is {backend.decoder[-1].out_features}: set semantic_dim to "
+                         f"{word_vectors.shape[1]} (or None, the vectors' own size)")
     sampler = _Sampler(TrainConfig(augment=cfg.augment, steps=1), backend, photo_rasters, groups, records)
 
     optimizer = torch.optim.AdamW(list(backend.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
