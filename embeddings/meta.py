@@ -554,7 +554,10 @@ def semantic_vector_dim(vectors: str | None, default: int = 64) -> int:
     if not path.is_file():
         raise FileNotFoundError(f"semantic_vectors: no word-vector file or text-model folder at {path}")
     with open(path, encoding="utf-8", errors="replace") as f:
-        return len(f.readline().split()) - 1
+        size = len(f.readline().split()) - 1
+    if size < 1:
+        raise ValueError(f"{path}, line 1: not 'word v1 v2 ...' (a GloVe-format word-vector file)")
+    return size
 
 
 def category_word_vectors(categories: Sequence[str], dim: int = 64, vectors: str | None = None) -> np.ndarray:

@@ -3,6 +3,8 @@ persistence, meta-training with resume, and the environment on an adapted model.
 
 from __future__ import annotations
 
+import csv
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -219,6 +221,9 @@ def test_semantic_vector_sources_and_their_errors(tmp_path):
     glove = tmp_path / "vectors.txt"
     glove.write_text("tree 1 0 0\nwater 0 1 0\n")
     assert semantic_vector_dim(str(glove)) == 3
+    glove.write_text("")
+    with pytest.raises(ValueError, match="line 1"):
+        semantic_vector_dim(str(glove))
     with pytest.raises(FileNotFoundError, match="no word-vector file or text-model folder at .*nowhere"):
         category_word_vectors(["木"], vectors=str(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
@@ -275,3 +280,26 @@ def test_protocol_and_env_on_an_adapted_model(tmp_path, env_cache):
     with pytest.raises(ValueError, match="unknown key"):
         gym.make("SketchEnv/OnTheFly-v0", dataset="synthetic", scheme="category", backend=str(path), split="test",
                  progress=False, adapt={"shot": 2})
+
+
+def test_adaptation_benchmark_end_to_end_and_reuses_its_runs(tmp_path, capsys):
+    """The benchmark on synthetic data: B1, one meta row, scoring; a second call trains nothing again."""
+    from benchmarks.adaptation import main
+
+    args = ["--dataset", "synthetic", "--seeds", "0", "--shots", "1", "--base-minutes", "0.02", "--meta-minutes",
+            "0.02", "--rows", "this method", "--no-cost", "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    table = (tmp_path / "out" / "adaptation.md").read_text()
+    for row in ("no adaptation (B1)", "fine-tuning (B1, all layers)", "this method before adaptation", "this method"):
+        assert f"| {row} |" in table
+    with open(tmp_path / "out" / "adaptation.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["method"] for r in rows] == ["no adaptation (B1)", "fine-tuning (B1, all layers)",
+                                           "this method before adaptation", "this method"]
+    assert all(0 <= float(r["A@1"]) <= float(r["A@5"]) <= 100 and r["shots"] == "1" for r in rows)
+    trained = (tmp_path / "runs" / "this-method-s0" / "backend.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "meta-trained in" not in capsys.readouterr().out  # the finished runs are reused
+    assert (tmp_path / "runs" / "this-method-s0" / "backend.pt").stat().st_mtime_ns == trained
