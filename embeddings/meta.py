@@ -477,12 +477,17 @@ def _hashed_ngram_vector(text: str, dim: int) -> np.ndarray:
     return (out / max(np.linalg.norm(out), 1e-12)).astype(np.float32)
 
 
-def _read_word_vectors(path: str | Path, words: set[str]) -> dict[str, np.ndarray]:
-    """The vectors of ``words`` from a GloVe-format text file (``word v1 v2 ...`` per line)."""
+def _word_vector_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"semantic_vectors: no word-vector file or text-model folder at {path} "
                                 f"(or a text model's name: {sorted(TEXT_MODELS)})")
+    return path
+
+
+def _read_word_vectors(path: str | Path, words: set[str]) -> dict[str, np.ndarray]:
+    """The vectors of ``words`` from a GloVe-format text file (``word v1 v2 ...`` per line)."""
+    path = _word_vector_file(path)
     found: dict[str, np.ndarray] = {}
     dim = None
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -540,6 +545,12 @@ def _text_model(folder: Path):
     return _LOADED_TEXT_MODELS[key]
 
 
+def _embedding_dim(model) -> int:
+    # sentence-transformers >= 6 renamed get_sentence_embedding_dimension
+    get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(get())
+
+
 def semantic_vector_dim(vectors: str | None, default: int = 64) -> int:
     """The size of the vectors :func:`category_word_vectors` gives for ``vectors``: ``default`` for the hashed
     ones, the text model's embedding size, or the word-vector file's (its first line)."""
@@ -547,12 +558,8 @@ def semantic_vector_dim(vectors: str | None, default: int = 64) -> int:
         return default
     folder = _text_model_folder(str(vectors))
     if folder is not None:
-        model = _text_model(folder)  # sentence-transformers >= 6 renamed the method
-        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        return int(get())
-    path = Path(vectors)
-    if not path.is_file():
-        raise FileNotFoundError(f"semantic_vectors: no word-vector file or text-model folder at {path}")
+        return _embedding_dim(_text_model(folder))
+    path = _word_vector_file(vectors)
     with open(path, encoding="utf-8", errors="replace") as f:
         size = len(f.readline().split()) - 1
     if size < 1:
@@ -583,7 +590,7 @@ def category_word_vectors(categories: Sequence[str], dim: int = 64, vectors: str
         if folder is not None:
             model = _text_model(folder)
             if not phrases:
-                return np.zeros((0, semantic_vector_dim(str(vectors))), np.float32)
+                return np.zeros((0, _embedding_dim(model)), np.float32)
             return np.asarray(model.encode(phrases, normalize_embeddings=True, show_progress_bar=False),
                               dtype=np.float32)
         table = _read_word_vectors(vectors, {w for p in phrases for w in p.split()})
