@@ -1,9 +1,12 @@
-"""``sketch-env train`` and ``sketch-env evaluate``: the RL half of the command line."""
+"""The ``sketch-env`` program: ``train`` and ``evaluate`` (the RL half), assembled with the ``data``
+(:mod:`sketch_env.cli`), ``embed`` (:mod:`embeddings.cli`) and ``run`` (:mod:`agents.run`) commands."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Sequence
 
 from agents.algorithms import ALGORITHMS
 
@@ -55,6 +58,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    """The ``train`` and ``evaluate`` commands."""
     train = sub.add_parser("train", help="train an RL method on the retrieval env (resumes from its run folder)")
     train.add_argument("--algo", default="ppo-a-clip", choices=sorted(ALGORITHMS))
     train.add_argument("--env", default="SketchEnv/OnTheFly-Kanji-v0", help="registered env id")
@@ -92,3 +96,29 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out", default=None, help="output folder (default: eval-<split>/ beside the model)")
     ev.add_argument("--json", action="store_true", help="also print the figures as JSON")
     ev.set_defaults(func=_cmd_evaluate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``sketch-env`` parser: every layer's command group."""
+    from agents.run import add_run_command
+    from embeddings import cli as embed_cli
+    from sketch_env import cli as data_cli
+
+    parser = argparse.ArgumentParser(prog="sketch-env", description="On-the-fly sketch-based image retrieval with RL.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    data_cli.add_commands(sub)
+    embed_cli.add_commands(sub)
+    add_commands(sub)
+    add_run_command(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``sketch-env`` entry point."""
+    from sketch_env.cli import run_command
+
+    return run_command(build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,7 +14,6 @@ Saves are atomic: written to a temporary file beside the target and moved into p
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from stable_baselines3.common.utils import ConstantSchedule
 
 from agents.algorithms import algorithm_spec
 from agents.policy import LinearGaussianPolicy
+from sketch_env.cache import atomic_path
 from sketch_env.errors import DataFormatError
 
 __all__ = ["save_agent", "load_agent", "read_meta", "AGENT_FORMAT"]
@@ -60,15 +60,10 @@ def save_agent(model: Any, path: str | Path, algo: str, env_id: str, env_kwargs:
         "clip_range": float(hyperparams.get("clip_range", 0.2)),
         **(extra or {}),
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.zip")
-    try:
+    with atomic_path(path, suffix=".tmp.zip") as tmp:
         # rollout state (last observations, episode buffers) is rebuilt by the next learn(); it is not saved
         model.save(tmp, exclude=["_last_obs", "_last_episode_starts", "_last_original_obs", "ep_info_buffer",
                                  "ep_success_buffer"])
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

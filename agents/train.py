@@ -19,7 +19,6 @@ uninterrupted one.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,18 +32,12 @@ from agents.config import load_hyperparams
 from agents.envs import env_short_name, evaluate_agent_ranks, make_sb3_vec_env, policy_start
 from agents.io import load_agent, save_agent
 from agents.policy import LinearGaussianPolicy
+from sketch_env.cache import write_json
+from sketch_env.device import resolve_device
 from sketch_env.metrics import summarise
+from sketch_env.runs import check_resume
 
-__all__ = ["RLTrainConfig", "train_agent", "pick_device", "build_agent", "split_hyperparams", "run_config_of"]
-
-
-def pick_device(device: str = "auto") -> str:
-    """``auto`` -> ``cpu``: the policy is one linear layer (F x d), which SB3 runs faster on the CPU than on a
-    GPU (kernel-launch and transfer costs dominate; measured in benchmarks/rl_methods.py's log); ``cuda`` is
-    honoured when asked for."""
-    if device == "auto":
-        return "cpu"
-    return device
+__all__ = ["RLTrainConfig", "TrainingRun", "train_agent", "build_agent", "split_hyperparams", "run_config_of"]
 
 
 @dataclass
@@ -58,8 +51,10 @@ class RLTrainConfig:
     minutes: float | None = None
     """wall-time budget of training (evaluation included); None: no budget"""
     seed: int = 0
-    device: str = "auto"
-    """where the policy runs"""
+    device: str = "cpu"
+    """where the policy runs (:func:`sketch_env.device.resolve_device`; ``"auto"``: CUDA when present). The CPU
+    by default: the policy is one linear layer (F x d), which SB3 runs faster on the CPU than on a GPU, where
+    kernel launches and transfers dominate (measured in ``benchmarks/rl_methods.py``'s log)"""
     env_device: str = "cpu"
     """where the native vector env computes distances, ranks and Kendall-tau"""
     eval_every: int = 100_000
@@ -79,7 +74,7 @@ class _TrainingMonitor(BaseCallback):
     """Logs the training episodes' ranks, evaluates on the validation split every ``eval_every`` steps,
     keeps ``best.zip``, writes ``last.zip`` and ends training at the wall-time budget."""
 
-    def __init__(self, run: _Run) -> None:
+    def __init__(self, run: TrainingRun) -> None:
         super().__init__()
         self.run = run
         self.next_eval = run.state["next_eval"]
@@ -102,7 +97,9 @@ class _TrainingMonitor(BaseCallback):
             self.ranks = []
 
 
-class _Run:
+class TrainingRun:
+    """One RL run folder: validation, checkpoints (``best.zip``, ``last.zip``), history and the time budget."""
+
     def __init__(self, cfg: RLTrainConfig, hp: dict[str, Any], env_kwargs: dict[str, Any]) -> None:
         self.cfg = cfg
         self.hp = hp
@@ -150,12 +147,6 @@ class _Run:
                   f"m@A {scores['m@A']:.1f} m@B {scores['m@B']:.1f} (best {self.state['best']:.1f})", flush=True)
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
-
-
 def split_hyperparams(algo: str, hp: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int, int | None, bool]:
     """``(constructor kwargs, policy kwargs, n_envs, n_timesteps, init_from_backend)`` of a hyper-parameter block."""
     _, _, fixed_policy = algorithm_spec(algo)
@@ -189,6 +180,16 @@ def build_agent(algo: str, env_id: str, env_kwargs: dict[str, Any], hp: dict[str
     return model
 
 
+#: what a resumed run may change: where its policy runs
+RESUME_IGNORES = ("config.device",)
+
+
+def read_run_config(out: Path) -> dict[str, Any] | None:
+    """The ``config.json`` of run folder ``out`` (None if absent)."""
+    path = out / "config.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def run_config_of(cfg: Any, hp: dict[str, Any], out: Path) -> dict[str, Any]:
     """What a run folder's ``config.json`` records (a resumed run must match it): the configuration less the
     budget and display options, and the hyper-parameters."""
@@ -212,13 +213,11 @@ def train_agent(cfg: RLTrainConfig) -> Path:
 
     env = make_sb3_vec_env(cfg.env_id, n_envs=n_envs, seed=cfg.seed, split="train", env_device=cfg.env_device,
                            **env_kwargs)
-    run = _Run(cfg, hp, env_kwargs)
+    run = TrainingRun(cfg, hp, env_kwargs)
     last = out / "last.zip"
-    device = pick_device(cfg.device)
+    device = str(resolve_device(cfg.device))
     if last.exists():
-        saved = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else None
-        if saved != run_config:
-            raise ValueError(f"{out} holds a run with another configuration; use another --out or delete it")
+        check_resume(out, read_run_config(out), run_config, ignore=RESUME_IGNORES)
         model = load_agent(last, env=env, device=device)
         from agents.io import read_meta
 
@@ -227,7 +226,7 @@ def train_agent(cfg: RLTrainConfig) -> Path:
         model.set_random_seed(cfg.seed + int(model.num_timesteps))
         print(f"resuming {out} at {model.num_timesteps} env steps")
     else:
-        _write_json_atomic(out / "config.json", run_config)
+        write_json(out / "config.json", run_config)
         model = build_agent(cfg.algo, cfg.env_id, env_kwargs, hp, env, cfg.seed, device, str(out / "tb"))
     remaining = max(0, timesteps - int(model.num_timesteps))
     if remaining and not run.out_of_time():

@@ -1,9 +1,9 @@
 """The k-shot adaptation table of Adaptive FG-SBIR (ECCV 2022) on a category or style split.
 
-    python benchmarks/adaptation.py                                   # kanji, unseen radicals, 3 seeds
-    python benchmarks/adaptation.py --scheme style                    # kanji, unseen drawing style (Kaisho)
-    python benchmarks/adaptation.py --dataset sketchy --root /data/Sketchy   # Sketchy's 104/21 split
-    python benchmarks/adaptation.py --base-minutes 1 --meta-minutes 1 --seeds 0   # a quick look
+    python -m benchmarks.adaptation                                   # kanji, unseen radicals, 3 seeds
+    python -m benchmarks.adaptation --scheme style                    # kanji, unseen drawing style (Kaisho)
+    python -m benchmarks.adaptation --dataset sketchy --root /data/Sketchy   # Sketchy's 104/21 split
+    python -m benchmarks.adaptation --base-minutes 1 --meta-minutes 1 --seeds 0   # a quick look
 
 For every seed: B1 (triplet + attention) is trained on the split's training side for ``--base-minutes``;
 then every meta-learning row is meta-trained from it (``init_from``) for ``--meta-minutes`` each, with
@@ -42,20 +42,16 @@ import platform
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.rl_methods import mean_ci  # noqa: E402
-from embeddings.base import load_backend  # noqa: E402
-from embeddings.meta import fine_tune  # noqa: E402
-from embeddings.meta_train import adaptation_tasks, evaluate_adaptation, split_rasters  # noqa: E402
-from sketch_env.datasets import make_dataset  # noqa: E402
+from benchmarks.common import ROOT, mean_ci, run_jobs, thread_env
+from embeddings.base import load_backend
+from embeddings.meta import fine_tune
+from embeddings.meta_train import adaptation_tasks, evaluate_adaptation, split_rasters
+from sketch_env.datasets import make_dataset
 
 OFF = {"domain_weight": 0, "category_weight": 0, "intermediate_weight": 0, "semantic_weight": 0}
 
@@ -83,8 +79,7 @@ def _slug(label: str) -> str:
 
 
 def _run(cmd: list[str], log: Path, threads: int) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
+    env = thread_env(threads)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as f:
         subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
@@ -93,7 +88,7 @@ def _run(cmd: list[str], log: Path, threads: int) -> None:
 def train_base(args: argparse.Namespace, seed: int, threads: int) -> Path:
     out = Path(args.runs) / f"b1-s{seed}"
     if not (out / "history.json").is_file():
-        cmd = [sys.executable, "-m", "sketch_env.cli", "embed", "train", "--backend", "b1", "--dataset", args.dataset,
+        cmd = [sys.executable, "-m", "agents.cli", "embed", "train", "--backend", "b1", "--dataset", args.dataset,
                "--scheme", args.scheme, "--minutes", str(args.base_minutes), "--epochs", "200", "--seed", str(seed),
                "--out", str(out), "--device", args.device, "--no-progress"]
         if args.root:
@@ -105,7 +100,7 @@ def train_base(args: argparse.Namespace, seed: int, threads: int) -> Path:
 def train_meta_row(args: argparse.Namespace, label: str, options: dict, seed: int, base: Path, threads: int) -> Path:
     out = Path(args.runs) / f"{_slug(label)}-s{seed}"
     if not (out / "history.json").is_file():
-        cmd = [sys.executable, "-m", "sketch_env.cli", "embed", "meta-train", "--dataset", args.dataset, "--scheme",
+        cmd = [sys.executable, "-m", "agents.cli", "embed", "meta-train", "--dataset", args.dataset, "--scheme",
                args.scheme, "--minutes", str(args.meta_minutes), "--outer-steps", "100000", "--seed", str(seed),
                "--out", str(out), "--init-from", str(base), "--device", args.device, "--no-progress"]
         if args.root:
@@ -122,9 +117,10 @@ def outer_step_cost(args: argparse.Namespace, base: Path, steps: int = 6) -> dic
     """Seconds per outer step and saved-for-backward memory, inner loop on M vs on every layer, alternating."""
     from embeddings.base import make_backend
     from embeddings.meta import category_word_vectors
-    from embeddings.meta_train import MetaTrainConfig, _outer_step, task_pools
-    from embeddings.train import TrainConfig, _Sampler, resolve_device
+    from embeddings.meta_train import MetaTrainConfig, outer_step, task_pools
+    from embeddings.train import TrainConfig, TripletSampler
     from embeddings.triplet import preprocess_photos
+    from sketch_env.device import resolve_device
 
     device = resolve_device(args.device)
     ds = make_dataset(args.dataset, root=args.root, scheme=args.scheme)
@@ -146,7 +142,7 @@ def outer_step_cost(args: argparse.Namespace, base: Path, steps: int = 6) -> dic
     results: dict[str, dict[str, list[float]]] = {n: {"seconds": [], "saved_mb": []} for n in models}
     for step in range(steps + 1):
         for name, model in models.items():
-            sampler = _Sampler(TrainConfig(steps=1), model, rasters, groups, ds.sketches("train"))
+            sampler = TripletSampler(TrainConfig(steps=1), model, rasters, groups, ds.sketches("train"))
             rng = np.random.default_rng(step)  # the same tasks for both
             storages: dict[int, int] = {}
 
@@ -160,7 +156,7 @@ def outer_step_cost(args: argparse.Namespace, base: Path, steps: int = 6) -> dic
                 torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                parts = _outer_step(model, cfg, sampler, pools, category_of, word_vectors, rng, device)
+                parts = outer_step(model, cfg, sampler, pools, category_of, word_vectors, rng, device)
             parts["loss_tensor"].backward()
             model.network.zero_grad(set_to_none=True)
             if device.type == "cuda":
@@ -212,11 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     t_start = time.perf_counter()
 
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        bases = dict(zip(args.seeds, pool.map(lambda s: train_base(args, s, threads), args.seeds)))
-        jobs = [(label, opts, s) for s in args.seeds for label, opts in rows.items()]
-        metas = dict(zip([(label, s) for label, _, s in jobs],
-                         pool.map(lambda j: train_meta_row(args, j[0], j[1], j[2], bases[j[2]], threads), jobs)))
+    bases = dict(zip(args.seeds, run_jobs(lambda s: train_base(args, s, threads), args.seeds, args.jobs)))
+    jobs = [(label, opts, s) for s in args.seeds for label, opts in rows.items()]
+    metas = dict(zip([(label, s) for label, _, s in jobs],
+                     run_jobs(lambda j: train_meta_row(args, j[0], j[1], j[2], bases[j[2]], threads), jobs, args.jobs)))
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     ds = make_dataset(args.dataset, root=args.root, scheme=args.scheme)
@@ -273,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                     w.writerow([frac, label, k, round(a1, 2), round(c1, 2), round(a5, 2), round(c5, 2), len(vals)])
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
     table = "\n".join(lines).strip()
-    command = f"python benchmarks/adaptation.py {' '.join(argv if argv is not None else sys.argv[1:])}".strip()
+    command = f"python -m benchmarks.adaptation {' '.join(argv if argv is not None else sys.argv[1:])}".strip()
     header = (f"`{command}` ({platform.machine()}, {len(args.seeds)} seeds, mean ± 95 % interval; "
               f"{len(ds.photos('test'))} test photos; {(time.perf_counter() - t_start) / 60:.0f} min)\n\n")
     (out / "adaptation.md").write_text(header + table + "\n")

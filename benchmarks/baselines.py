@@ -1,8 +1,8 @@
 """The paper's main table (TS, B1, B2, B3, RL) on a dataset, trained from scratch here.
 
-    python benchmarks/baselines.py                       # kanji, 10 minutes of training per row
-    python benchmarks/baselines.py --minutes 2 --rows b1 b2
-    python benchmarks/baselines.py --rows b1 rl --rl-minutes 15
+    python -m benchmarks.baselines                       # kanji, 10 minutes of training per row
+    python -m benchmarks.baselines --minutes 2 --rows b1 b2
+    python -m benchmarks.baselines --rows b1 rl --rl-minutes 15
 
 Each row is trained with a wall-time budget (``--minutes``; B3's budget is shared by its per-step
 models, which start from the B1 checkpoint), then its test features are cached and scored: A@1/5/10
@@ -29,14 +29,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from embeddings.base import load_backend  # noqa: E402
-from embeddings.evaluate import evaluate_store, format_table, plot_curves, write_curves_csv  # noqa: E402
-from embeddings.store import gallery_embeddings, open_feature_store  # noqa: E402
-from embeddings.train import TrainConfig, resolve_device, train_backend  # noqa: E402
-from sketch_env.datasets import make_dataset  # noqa: E402
-from sketch_env.schedule import PointSchedule  # noqa: E402
+from embeddings.base import load_backend
+from embeddings.evaluate import evaluate_store, format_table, plot_curves, write_curves_csv
+from embeddings.store import gallery_embeddings, open_feature_store
+from embeddings.train import TrainConfig, train_backend
+from sketch_env.datasets import make_dataset
+from sketch_env.device import resolve_device
+from sketch_env.schedule import PointSchedule
 
 LABELS = {"ts": "TS (triplet Siamese)", "b1": "B1 (triplet + attention)", "b2": "B2 (B1 on partial sketches)",
           "b3": "B3 (one model per step group)", "rl": "RL (ppo-a-clip from B1)"}
@@ -47,7 +46,7 @@ def _write(rows: dict, curves: dict, args: argparse.Namespace, device: str, out:
     table = format_table(rows, columns=cols)
     print(table)
     (out / "baselines.md").write_text(
-        f"`python benchmarks/baselines.py {' '.join(args.argv)}` "
+        f"`python -m benchmarks.baselines {' '.join(args.argv)}` "
         f"({platform.machine()}, device {device})\n\n{table}\n")
     with open(out / "baselines.csv", "w", newline="") as f:
         w = csv.writer(f)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/env_throughput.py [--quick] [--sizes 100 1000 10000] [--num-envs 256] [--seconds 2]
+    python -m benchmarks.env_throughput [--quick] [--sizes 100 1000 10000] [--num-envs 256] [--seconds 2]
 
 Data: random unit-norm gallery vectors (d = 64) and random features (F = 128) for 64 sketches of S = 20
 steps: the env's cost does not depend on what the vectors mean (only on N, P, d), so no backend is
@@ -32,21 +32,19 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
 if "--threads" in sys.argv:  # must be set before numpy and torch load their thread pools
     _threads = sys.argv[sys.argv.index("--threads") + 1]
     for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[_var] = _threads
 
-import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
+import gymnasium as gym
+import numpy as np
 
-from sketch_env import metrics  # noqa: E402
-from sketch_env.envs import kendall  # noqa: E402
-from sketch_env.envs.data import RetrievalData  # noqa: E402
-from sketch_env.envs.retrieval import OnTheFlyRetrievalEnv  # noqa: E402
-from sketch_env.envs.vector import OnTheFlyRetrievalVectorEnv  # noqa: E402
+from sketch_env import metrics
+from sketch_env.envs import kendall
+from sketch_env.envs.data import RetrievalData
+from sketch_env.envs.retrieval import OnTheFlyRetrievalEnv
+from sketch_env.envs.vector import OnTheFlyRetrievalVectorEnv
 
 DIM, FEAT, SKETCHES, STEPS = 64, 128, 64, 20
 
@@ -223,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     md = (
         f"#### Env steps per second (d = {DIM}, F = {FEAT}, S = {STEPS}, `paper` reward unless marked)\n\n"
-        f"`python benchmarks/env_throughput.py{' '.join([''] + (argv if argv is not None else sys.argv[1:]))}` "
+        f"`python -m benchmarks.env_throughput{' '.join([''] + (argv if argv is not None else sys.argv[1:]))}` "
         f"on {machine}; "
         f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after.\n\n{table.getvalue()}\n"
         "#### The native batched env (its fastest NumPy Kendall kernel) against the others, env-steps/s\n\n"

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/render.py [--limit N] [--sizes 64 256] [--steps 20] [--naive-limit 300]
+    python -m benchmarks.render [--limit N] [--sizes 64 256] [--steps 20] [--naive-limit 300]
 
 For every sketch (train + test of the kanji ``instance`` split, or the first ``--limit``) it renders all
 S partial rasters of the point schedule two ways, with the same :class:`~sketch_env.render.RenderConfig`
@@ -25,21 +25,18 @@ import argparse
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bar in the middle of the table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from sketch_env.render import RenderConfig, render_progressive_batch  # noqa: E402
-from sketch_env.schedule import PointSchedule  # noqa: E402
-from sketch_env.sketch import Sketch  # noqa: E402
+from sketch_env.render import RenderConfig, render_progressive_batch
+from sketch_env.schedule import PointSchedule
+from sketch_env.sketch import Sketch
 
 _SHIFT = 4  # the same 1/16-px sub-pixel precision as sketch_env.render
 

@@ -1,8 +1,8 @@
 """The reward ablation: the paper's final method (``ppo-a-clip``) trained with each reward scheme, x seeds,
 mean and 95 % interval of m@A, m@B, A@5, A@10 next to the frozen backend it starts from.
 
-    python benchmarks/reward_schemes.py --backend runs/embeddings/kanji-instance/b1-s0/backend.pt --jobs 2
-    python benchmarks/reward_schemes.py --schemes paper inverse_rank --seeds 0 1 2 --minutes 5
+    python -m benchmarks.reward_schemes --backend runs/embeddings/kanji-instance/b1-s0/backend.pt --jobs 2
+    python -m benchmarks.reward_schemes --schemes paper inverse_rank --seeds 0 1 2 --minutes 5
 
 Schemes (``sketch_env.envs.rewards``): ``paper`` (1/rank plus the Kendall-tau stability term, paid one step
 late), ``inverse_rank``, ``inverse_sqrt_rank``, ``neg_rank``, ``top1``, ``top5``, ``top10``. Every run is
@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.rl_methods import add_run_args, backend_label, parse_run_args, run_one, write_results  # noqa: E402
-from sketch_env.envs.rewards import REWARD_SCHEMES  # noqa: E402
+from benchmarks.common import run_jobs
+from benchmarks.rl_methods import add_run_args, backend_label, parse_run_args, run_one, write_results
+from sketch_env.envs.rewards import REWARD_SCHEMES
 
 LABELS = {"paper": "1/rank + Kendall-tau term (paper)", "inverse_rank": "1/rank", "inverse_sqrt_rank": "1/sqrt(rank)",
           "neg_rank": "-rank", "top1": "1 if rank = 1", "top5": "1 if rank <= 5", "top10": "1 if rank <= 10"}
@@ -36,12 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     args, env_id, base = parse_run_args(p, argv)
 
     jobs = [(scheme, seed) for scheme in args.schemes for seed in args.seeds]
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(
-            lambda j: run_one(args, args.algo, j[1], env_id, base + [f"reward={j[0]}"], tag=f"{args.algo}-{j[0]}"),
-            jobs))
+    results = run_jobs(
+        lambda j: run_one(args, args.algo, j[1], env_id, base + [f"reward={j[0]}"], tag=f"{args.algo}-{j[0]}"),
+        jobs, args.jobs)
     groups = {s: (f"{LABELS[s]} (`{s}`)", [r for r in results if r["tag"] == f"{args.algo}-{s}"]) for s in args.schemes}
-    cmd = "python benchmarks/reward_schemes.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python -m benchmarks.reward_schemes " + " ".join(argv if argv is not None else sys.argv[1:])
     write_results(groups, results, args, cmd, "reward_schemes",
                   f"{args.dataset}: {args.algo} reward schemes from {backend_label(args)}")
     return 0

@@ -1,9 +1,9 @@
 """The RL-method table: the six methods x seeds, mean and 95 % interval of m@A, m@B, A@5, A@10, next to the
 frozen backend they start from.
 
-    python benchmarks/rl_methods.py                                  # kanji, B1, 6 methods x 3 seeds
-    python benchmarks/rl_methods.py --methods ppo-a-clip --seeds 0 1 2 --minutes 15
-    python benchmarks/rl_methods.py --dataset chairv2 --data-root ~/data/ChairV2 --jobs 2
+    python -m benchmarks.rl_methods                                  # kanji, B1, 6 methods x 3 seeds
+    python -m benchmarks.rl_methods --methods ppo-a-clip --seeds 0 1 2 --minutes 15
+    python -m benchmarks.rl_methods --dataset chairv2 --data-root ~/data/ChairV2 --jobs 2
 
 Each run is its own process (``sketch-env train`` then ``sketch-env evaluate --json``) in its own run folder,
 so ``--jobs N`` runs N at once and a killed benchmark resumes its runs where they stopped (a finished run
@@ -18,21 +18,17 @@ import argparse
 import csv
 import io
 import json
-import math
 import os
 import platform
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from sketch_env.envs.registration import DATASET_ENV_IDS as ENV_IDS  # noqa: E402
+from benchmarks.common import ROOT, mean_ci, run_jobs, thread_env
+from sketch_env.envs.registration import DATASET_ENV_IDS as ENV_IDS
 
 METHODS = ["vpg", "ppo-a-clip", "ppo-ac-clip", "ppo-a-kl", "ppo-ac-kl", "trpo"]
 LABELS = {"vpg": "vanilla policy gradient", "ppo-a-clip": "PPO actor-only, clipping (final)",
@@ -40,27 +36,8 @@ LABELS = {"vpg": "vanilla policy gradient", "ppo-a-clip": "PPO actor-only, clipp
           "ppo-ac-kl": "PPO actor-critic, KL penalty", "trpo": "TRPO"}
 COLUMNS = ("m@A", "m@B", "A@5", "A@10")
 FAST_METHODS = ["vpg", "ppo-a-clip", "ppo-ac-clip", "ppo-a-kl", "ppo-ac-kl"]  # agents.fast.trainer.FAST_ALGORITHMS
-# two-sided 95 % Student-t quantiles by degrees of freedom (n - 1)
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
-
-
-def mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95 % t-interval (0 for one value)."""
-    x = np.asarray(values, dtype=np.float64)
-    if len(x) < 2:
-        return float(x.mean()), 0.0
-    t = _T975.get(len(x) - 1, 1.96)
-    return float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(len(x)))
-
-
-def _thread_env(args: argparse.Namespace) -> dict[str, str]:
-    threads = str(args.threads)  # torch (OpenMP), BLAS and numba pools: one per core this run may use
-    return dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
-                NUMBA_NUM_THREADS=threads)
-
-
 def _train_command(args: argparse.Namespace, algo: str, env_id: str, env_kwargs: list[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "sketch_env.cli", "train", "--algo", algo, "--env", env_id,
+    cmd = [sys.executable, "-m", "agents.cli", "train", "--algo", algo, "--env", env_id,
            "--eval-every", str(args.eval_every)]
     if args.minutes is not None:
         cmd += ["--minutes", str(args.minutes)]
@@ -82,7 +59,7 @@ def run_one(args: argparse.Namespace, algo: str, seed: int, env_id: str, env_kwa
     cmd = _train_command(args, algo, env_id, env_kwargs) + ["--seed", str(seed), "--out", str(out)]
     t0 = time.perf_counter()
     with open(out / "benchmark.log", "a") as f:
-        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=_thread_env(args), cwd=ROOT)
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=thread_env(args.threads), cwd=ROOT)
     return evaluate_run(args, out, algo, seed, time.perf_counter() - t0, tag)
 
 
@@ -95,7 +72,7 @@ def run_fast_group(args: argparse.Namespace, algo: str, env_id: str, env_kwargs:
                                                             *map(str, args.seeds), "--out", str(root)]
     t0 = time.perf_counter()
     with open(root / f"{algo}-benchmark.log", "a") as f:
-        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=_thread_env(args), cwd=ROOT)
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=thread_env(args.threads), cwd=ROOT)
     train_s = time.perf_counter() - t0
     return [evaluate_run(args, root / f"{algo}-s{seed}", algo, seed, train_s) for seed in args.seeds]
 
@@ -103,9 +80,9 @@ def run_fast_group(args: argparse.Namespace, algo: str, env_id: str, env_kwargs:
 def evaluate_run(args: argparse.Namespace, out: Path, algo: str, seed: int, train_s: float,
                  tag: str | None = None) -> dict:
     """``sketch-env evaluate`` of a run's ``best.zip`` on the test split, with its history and curves."""
-    res = subprocess.run([sys.executable, "-m", "sketch_env.cli", "evaluate", "--model", str(out / "best.zip"),
+    res = subprocess.run([sys.executable, "-m", "agents.cli", "evaluate", "--model", str(out / "best.zip"),
                           "--json", "--out", str(out / "eval-test")], check=True, capture_output=True, text=True,
-                         env=_thread_env(args), cwd=ROOT)
+                         env=thread_env(args.threads), cwd=ROOT)
     rows = json.loads(res.stdout.strip().splitlines()[-1])
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines() if line.strip()]
     curves = {}
@@ -237,16 +214,14 @@ def main(argv: list[str] | None = None) -> int:
         unsupported = [m for m in args.methods if m not in FAST_METHODS]
         if unsupported:
             p.error(f"--trainer fast runs {FAST_METHODS}; run {unsupported} with --trainer sb3")
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            groups_out = list(pool.map(lambda algo: run_fast_group(args, algo, env_id, env_kwargs), args.methods))
+        groups_out = run_jobs(lambda algo: run_fast_group(args, algo, env_id, env_kwargs), args.methods, args.jobs)
         results = [r for g in groups_out for r in g]
     else:
         jobs = [(algo, seed) for algo in args.methods for seed in args.seeds]
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            results = list(pool.map(lambda j: run_one(args, j[0], j[1], env_id, env_kwargs), jobs))
+        results = run_jobs(lambda j: run_one(args, j[0], j[1], env_id, env_kwargs), jobs, args.jobs)
 
     groups = {algo: (f"{LABELS[algo]} (`{algo}`)", [r for r in results if r["algo"] == algo]) for algo in args.methods}
-    cmd = "python benchmarks/rl_methods.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python -m benchmarks.rl_methods " + " ".join(argv if argv is not None else sys.argv[1:])
     write_results(groups, results, args, cmd, "rl_methods", f"{args.dataset}: RL methods from {backend_label(args)}")
     return 0
 

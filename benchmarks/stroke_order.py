@@ -1,8 +1,8 @@
 """The stroke-order table: how many strokes each order needs before the true photo reaches the top.
 
-    python benchmarks/stroke_order.py --backend runs/benchmarks/baselines/kanji-instance/b1-s0/backend.pt \\
+    python -m benchmarks.stroke_order --backend runs/benchmarks/baselines/kanji-instance/b1-s0/backend.pt \\
         --rl-model runs/benchmarks/rl_methods/kanji/b1-s0/ppo-a-clip-s0/best.zip
-    python benchmarks/stroke_order.py --backend B.pt --timesteps 20000 --seeds 0 --eval-sketches 200  # a quick look
+    python -m benchmarks.stroke_order --backend B.pt --timesteps 20000 --seeds 0 --eval-sketches 200  # a quick look
 
 Orders (:mod:`agents.stroke_order`): the human order (the dataset's), a random order, a greedy one-step
 look-ahead (the stroke whose canvas ranks the true photo best; it peeks at the rank, so it is an upper
@@ -42,10 +42,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from agents.stroke_order import (  # noqa: E402
+from agents.stroke_order import (
     SKETCHER_POLICIES,
     SketcherGymEnv,
     frozen_retriever,
@@ -59,17 +56,18 @@ from agents.stroke_order import (  # noqa: E402
     random_chooser,
     strokes_to_top,
 )
-from benchmarks.rl_methods import mean_ci  # noqa: E402
-from sketch_env.cache import atomic_path  # noqa: E402
-from sketch_env.envs.stroke_order import StrokeOrderParallelEnv  # noqa: E402
+from benchmarks.common import mean_ci
+from sketch_env import stroke_order_v0
+from sketch_env.cache import atomic_path
+from sketch_env.envs.stroke_order import StrokeOrderParallelEnv
 
 TOPS = (1, 5, 10)
 
 
 def make_game(args: argparse.Namespace, split: str, **kw) -> StrokeOrderParallelEnv:
     data = {"dataset": args.dataset, "data_root": args.data_root} if args.dataset else {}
-    return StrokeOrderParallelEnv(backend=args.backend, split=split, progress=False, max_strokes=args.max_strokes,
-                                  action=args.action, **data, **kw)
+    return stroke_order_v0.parallel_env(backend=args.backend, split=split, progress=False,
+                                        max_strokes=args.max_strokes, action=args.action, **data, **kw)
 
 
 class _TqdmSteps:
@@ -311,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         per_seed = ", ".join(f"s{s} {v['strokes@top5']:.2f}" for s, v in zip(args.seeds, rows[(learned, rname)]))
         diffs.append(f"learned - human strokes to top 5 ({rname} retriever): {d:+.2f} ± {ci:.2f} "
                      f"(learned per seed: {per_seed})")
-    command = f"python benchmarks/stroke_order.py {' '.join(argv if argv is not None else sys.argv[1:])}".strip()
+    command = f"python -m benchmarks.stroke_order {' '.join(argv if argv is not None else sys.argv[1:])}".strip()
     text = (f"`{command}` ({platform.machine()}; {len(sketches)} test sketches, gallery {test.gallery_size}; "
             f"{(time.perf_counter() - t_start) / 60:.0f} min)\n\n" + "\n".join(lines) + "\n\n" + "\n".join(diffs)
             + f"\n\nGame step (render + embed one canvas, rank, reward; cold cache): {step_ms:.2f} ms\n")

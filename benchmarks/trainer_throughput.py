@@ -1,8 +1,8 @@
 """Training throughput of the fast trainer (agents.fast) against SB3, side by side, and their learning.
 
-    python benchmarks/trainer_throughput.py --backend runs/benchmarks/baselines/kanji-instance/b1-s0/backend.pt
-    python benchmarks/trainer_throughput.py --backend ... --device cuda --fast-envs 4096   # on a GPU
-    python benchmarks/trainer_throughput.py --backend ... --hp reward=...                  # (env kwargs: --env-kwarg)
+    python -m benchmarks.trainer_throughput --backend runs/benchmarks/baselines/kanji-instance/b1-s0/backend.pt
+    python -m benchmarks.trainer_throughput --backend ... --device cuda --fast-envs 4096   # on a GPU
+    python -m benchmarks.trainer_throughput --backend ... --hp reward=...                  # (env kwargs: --env-kwarg)
 
 **Speed.** For each method of ``--algos``, on the kanji train split: SB3 (``model.learn`` on the SB3-adapted
 native vector env, the policy on the CPU as ``sketch-env train`` runs it) and the fast trainer with one
@@ -38,10 +38,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.rl_methods import mean_ci  # noqa: E402
+from benchmarks.common import mean_ci
 
 
 def _env_id(dataset: str) -> str:
@@ -171,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(parse_override(kv) for kv in args.hp)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cmd = "python benchmarks/trainer_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python -m benchmarks.trainer_throughput " + " ".join(argv if argv is not None else sys.argv[1:])
     rows, compile_seconds = [], {}
     for algo in args.algos:
         hp = load_hyperparams(algo, env_id, overrides)

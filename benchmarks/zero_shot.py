@@ -1,7 +1,7 @@
 """The zero-shot SBIR table (Yelamarthi et al., ECCV 2018, Table 3) on a category split, over seeds.
 
-    python benchmarks/zero_shot.py                         # kanji, 15 unseen radicals, seeds 0 1 2
-    python benchmarks/zero_shot.py --dataset sketchy --root /data/Sketchy   # the 21 unseen Sketchy classes
+    python -m benchmarks.zero_shot                         # kanji, 15 unseen radicals, seeds 0 1 2
+    python -m benchmarks.zero_shot --dataset sketchy --root /data/Sketchy   # the 21 unseen Sketchy classes
 
 For each seed: a B1 backbone trained on the split's training categories (reused when its run folder holds
 a finished run; else trained, ``--backbone-epochs`` capped by ``--backbone-minutes``), its pooled features
@@ -51,20 +51,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from embeddings.base import l2_normalise, load_backend  # noqa: E402
-from embeddings.train import TrainConfig, train_backend  # noqa: E402
-from embeddings.zero_shot import (  # noqa: E402
+from benchmarks.common import mean_ci
+from embeddings.base import l2_normalise, load_backend
+from embeddings.train import TrainConfig, train_backend
+from embeddings.zero_shot import (
     ZeroShotTrainConfig,
     fit_category_head,
     fit_regression,
     split_features,
     train_zero_shot,
 )
-from sketch_env.cache import atomic_path, stable_hash  # noqa: E402
-from sketch_env.datasets import make_dataset  # noqa: E402
-from sketch_env.metrics import (  # noqa: E402
+from sketch_env.cache import atomic_path, stable_hash
+from sketch_env.datasets import make_dataset
+from sketch_env.metrics import (
     ap_at_k,
     ap_at_k_zs_sbir,
     category_retrieval_metrics,
@@ -182,18 +181,6 @@ def _perfect(q_labels: np.ndarray, g_labels: np.ndarray, k: int) -> dict[str, fl
         "queries": len(q_labels),
         "gallery_size": len(g_labels),
     }
-
-
-def _interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95 % t-interval (0 for one value)."""
-    v = np.asarray(values, dtype=np.float64)
-    if len(v) < 2:
-        return float(v.mean()), 0.0
-    try:
-        from scipy import stats
-    except ImportError as exc:  # scipy is in the dev extra
-        raise RuntimeError("the 95 % interval needs scipy: pip install -e '.[dev]'") from exc
-    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
 
 
 def _seed_rows(args, dataset, runs: Path, seed: int, timing: dict) -> tuple[dict, dict]:
@@ -422,18 +409,18 @@ def main(argv: list[str] | None = None) -> int:
     summary = {}
     for name in order:
         row = {
-            c: _interval([per_seed[s][name][c] for s in args.seeds])
+            c: mean_ci([per_seed[s][name][c] for s in args.seeds])
             for c in (f"P@{k}", f"mAP@{k} (ZS-SBIR)", f"mAP@{k}")
         }
         if name != "perfect":
-            row["train_s"] = _interval([per_seed[s][name]["train_s"] for s in args.seeds])
+            row["train_s"] = mean_ci([per_seed[s][name]["train_s"] for s in args.seeds])
         summary[name] = row
     table = _table(summary, k, args.seeds)
     ex = per_seed[args.seeds[0]]["perfect"]
     cost = (
         {key: float(np.mean([timing[s][key] for s in timing])) for key in next(iter(timing.values()))} if timing else {}
     )
-    command = " ".join(["python benchmarks/zero_shot.py", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(["python -m benchmarks.zero_shot", *(sys.argv[1:] if argv is None else argv)])
     notes = [
         f"`{command}` ({platform.machine()}, CPU, {args.threads} torch thread(s); seeds {args.seeds}; "
         f"{elapsed / 60:.1f} min in this call, load average {os.getloadavg()[0]:.1f} at the end)",

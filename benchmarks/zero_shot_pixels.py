@@ -1,7 +1,7 @@
 """Zero-shot rows over a fixed, untrained "backbone": downsampled pixels (a diagnostic for the CVAE table).
 
-    python benchmarks/zero_shot_pixels.py                 # kanji category split, 16 x 16 pixels, seeds 0 1 2
-    python benchmarks/zero_shot_pixels.py --size 32 --seeds 0
+    python -m benchmarks.zero_shot_pixels                 # kanji category split, 16 x 16 pixels, seeds 0 1 2
+    python -m benchmarks.zero_shot_pixels --size 32 --seeds 0
 
 The CVAE ranks photos in its backbone's photo feature space, so it can reach at most what the "generation
 ceiling" (each sketch's own photo's feature as the query) reaches there. With the B1 backbone that ceiling
@@ -34,18 +34,16 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.zero_shot import _interval  # noqa: E402
-from embeddings.base import l2_normalise  # noqa: E402
-from embeddings.cvae import FeatureCVAE, layer_sizes, unit_rms  # noqa: E402
-from embeddings.meta_train import split_rasters  # noqa: E402
-from embeddings.triplet import default_config, preprocess_photos  # noqa: E402
-from embeddings.zero_shot import fit_category_head, fit_cvae, fit_regression  # noqa: E402
-from sketch_env.cache import atomic_path  # noqa: E402
-from sketch_env.datasets import make_dataset  # noqa: E402
-from sketch_env.metrics import category_retrieval_metrics  # noqa: E402
-from sketch_env.render import RenderConfig  # noqa: E402
+from benchmarks.common import mean_ci
+from embeddings.base import l2_normalise
+from embeddings.cvae import FeatureCVAE, layer_sizes, unit_rms
+from embeddings.meta_train import split_rasters
+from embeddings.triplet import default_config, preprocess_photos
+from embeddings.zero_shot import fit_category_head, fit_cvae, fit_regression
+from sketch_env.cache import atomic_path
+from sketch_env.datasets import make_dataset
+from sketch_env.metrics import category_retrieval_metrics
+from sketch_env.render import RenderConfig
 
 ROWS = {
     "baseline": "Baseline (pixel features)",
@@ -154,10 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, label in ROWS.items():
         cells = []
         for c in (*METRICS, "train_s"):
-            mean, half = _interval([per_seed[s][name][c] for s in args.seeds])
+            mean, half = mean_ci([per_seed[s][name][c] for s in args.seeds])
             cells.append(f"{mean:.0f}" if c == "train_s" else f"{mean:.3f} ± {half:.3f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    command = " ".join(["python benchmarks/zero_shot_pixels.py", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(["python -m benchmarks.zero_shot_pixels", *(sys.argv[1:] if argv is None else argv)])
     text = (f"`{command}` ({platform.machine()}, CPU, {args.threads} torch thread(s), {os.cpu_count()} CPUs; seeds "
             f"{args.seeds}; {(time.perf_counter() - start) / 60:.1f} min)\n\n{len(test['sketch'])} complete test "
             f"sketches against all {len(test['photo'])} photos of the unseen categories; features: "

@@ -1,38 +1,23 @@
-"""The embedding-backend interface: the only thing the retrieval environment knows about models.
+"""Embedding backends by name: the registry, checkpoints, and the interface re-exported.
 
-A backend maps
-
-* photos to the **gallery**: L2-normalised ``d``-dim vectors (``d = 64`` by default);
-* partial-sketch rasters to **observation features** ``f``: the frozen sketch branch's pooled feature,
-  before the final embedding layer (what the RL policy observes);
-* features to the backend's own **query** ``q = W f + b`` normalised, ``q / ||q||``: what the frozen
-  model retrieves with, and what a policy can be initialised from (:meth:`query_layer`);
-
-and ranks with the Euclidean distance between L2-normalised vectors, ``||q - g||`` (the papers'
-choice; on unit vectors it orders photos exactly as cosine similarity does).
-
-Backends whose sketch branch depends on the step of the episode (B3: one model per completion
-percentage) set ``per_step = True`` and take the step index; the others ignore it.
-
-Checkpoints are one ``.pt`` file holding plain data (the configuration, the dataset split the model
-was trained on) and tensors, loaded with ``torch.load(..., weights_only=True)``. Backends are built by
-name through :func:`make_backend`, so env specs stay plain data.
+The interface itself, :class:`~sketch_env.backend.EmbeddingBackend`, lives in :mod:`sketch_env.backend`
+(the environments consume it); this module holds what only the embedding layer needs: the registry of
+concrete backends (:func:`make_backend`, :func:`register_backend`, :func:`backend_names`) and checkpoint
+loading (:func:`load_backend`). Checkpoints are one ``.pt`` file holding plain data (the configuration,
+the dataset split the model was trained on) and tensors, loaded with ``torch.load(..., weights_only=True)``.
+Backends are built by name, so env specs stay plain data.
 """
 
 from __future__ import annotations
 
-import hashlib
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from sketch_env.backend import CHECKPOINT_FORMAT, EmbeddingBackend, flatten_mapping
 from sketch_env.errors import SketchEnvError
-from sketch_env.metrics import euclidean_distance
+from sketch_env.metrics import euclidean_distance, l2_normalise
 from sketch_env.registry import resolve_factory
-from sketch_env.render import RenderConfig
 
 __all__ = [
     "EmbeddingBackend",
@@ -43,153 +28,14 @@ __all__ = [
     "load_backend",
     "register_backend",
     "backend_names",
+    "training_command",
+    "first_use_training",
     "CHECKPOINT_FORMAT",
 ]
-
-CHECKPOINT_FORMAT = "sketch-env-backend/1"
 
 
 class BackendMismatchError(SketchEnvError, ValueError):
     """A checkpoint whose configuration differs from what was asked for."""
-
-
-def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """``x / max(||x||, eps)`` along the last axis (float32)."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
-
-
-class EmbeddingBackend(ABC):
-    """Base class of embedding backends (see the module docstring).
-
-    Attributes:
-        name: registry name (``"ts"``, ``"b1"``, ...).
-        embed_dim: ``d``, the gallery / query dimension.
-        feature_dim: the observation-feature dimension.
-        render_config: how sketches are rasterised for this backend.
-        photo_size: side of the photo rasters it embeds.
-        per_step: whether the sketch branch depends on the episode step (B3).
-        steps: the schedule length the backend was built for (per-step backends only need it).
-    """
-
-    name: str = "backend"
-    per_step: bool = False
-
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        self.config: dict[str, Any] = dict(config)
-
-    # -- dimensions and settings -----------------------------------------------------------------
-    @property
-    def embed_dim(self) -> int:
-        return int(self.config["embed_dim"])
-
-    @property
-    @abstractmethod
-    def feature_dim(self) -> int: ...
-
-    @property
-    def render_config(self) -> RenderConfig:
-        return RenderConfig(**self.config["render"])
-
-    @property
-    def photo_size(self) -> int:
-        return int(self.config.get("photo_size", self.render_config.size))
-
-    # -- the four operations ---------------------------------------------------------------------
-    @abstractmethod
-    def photo_embeddings(self, photos: np.ndarray) -> np.ndarray:
-        """Gallery vectors of uint8 RGB photos ``(P, H, W, 3)``: float32 ``(P, d)``, L2-normalised."""
-
-    @abstractmethod
-    def sketch_features(self, rasters: np.ndarray, step: int | np.ndarray | None = None) -> np.ndarray:
-        """Observation features of uint8 rasters ``(B, H, W)``: float32 ``(B, F)``.
-
-        ``step`` (0-based, an int or one per raster) selects the model of per-step backends.
-        """
-
-    @abstractmethod
-    def query_layer(self, step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The final embedding layer ``(W, b)`` with ``W`` of shape ``(d, F)``: ``q = normalise(W f + b)``."""
-
-    def queries(self, features: np.ndarray, step: int | np.ndarray | None = None) -> np.ndarray:
-        """The backend's own queries for features ``(B, F)``: ``normalise(W f + b)``, float32 ``(B, d)``."""
-        features = np.asarray(features, dtype=np.float32)
-        if not self.per_step:
-            weight, bias = self.query_layer(None)
-            return l2_normalise(features @ weight.T + bias)
-        if step is None or np.ndim(step) == 0:
-            weight, bias = self.query_layer(None if step is None else int(step))
-            return l2_normalise(features @ weight.T + bias)
-        step = np.asarray(step)
-        out = np.empty((len(features), self.embed_dim), dtype=np.float32)
-        for s in np.unique(step):
-            sel = step == s
-            weight, bias = self.query_layer(int(s))
-            out[sel] = l2_normalise(features[sel] @ weight.T + bias)
-        return out
-
-    @staticmethod
-    def distance(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
-        """Ranking distance: Euclidean between L2-normalised vectors, ``(B, P)``."""
-        return euclidean_distance(queries, gallery)
-
-    # -- persistence -----------------------------------------------------------------------------
-    @abstractmethod
-    def state_dict(self) -> dict[str, Any]:
-        """Tensors (and nested dicts of tensors) that, with ``config``, rebuild the backend."""
-
-    @abstractmethod
-    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
-
-    def to(self, device: str) -> EmbeddingBackend:
-        """Move to a torch device (a no-op for backends without torch parts)."""
-        return self
-
-    def fingerprint(self) -> str:
-        """SHA-256 over the configuration and the weights: keys feature caches to this exact model."""
-        import torch
-
-        h = hashlib.sha256(f"{type(self).__qualname__}:{self.name}:{self.per_step}".encode())
-        h.update(repr(sorted(_flatten(self.config).items())).encode())
-        for key, value in sorted(_flatten(self.state_dict()).items()):
-            h.update(key.encode())
-            if isinstance(value, torch.Tensor):
-                h.update(value.detach().cpu().contiguous().numpy().tobytes())
-            else:
-                h.update(repr(value).encode())
-        return h.hexdigest()[:20]
-
-    def save(self, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
-        """Write the checkpoint atomically: ``{"format", "config", "state_dict", "extra"}``."""
-        import torch
-
-        from sketch_env.cache import atomic_path
-
-        path = Path(path)
-        payload = {
-            "format": CHECKPOINT_FORMAT,
-            "backend": self.name,
-            "config": self.config,
-            "state_dict": self.state_dict(),
-            "extra": dict(extra or {}),
-        }
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
-        return path
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, d={self.embed_dim}, F={self.feature_dim})"
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 # -- registry ---------------------------------------------------------------------------------------
@@ -204,9 +50,39 @@ _REGISTRY: dict[str, str | Callable[..., EmbeddingBackend]] = {
 }
 
 
-def register_backend(name: str, factory: str | Callable[..., EmbeddingBackend]) -> None:
-    """Register a backend factory (callable or ``"module:attr"``) taking a config dict's keywords."""
+#: how each backend is trained, for messages that name the command (``{dataset}``, ``{scheme}``, ``{root}``
+#: and ``{flags}`` are filled in); backends missing here train with ``sketch-env embed train``
+_TRAIN_COMMANDS: dict[str, str] = {
+    "b3": "sketch-env embed train --backend b3 --dataset {dataset} --scheme {scheme}{root} "
+          "--option init_from='\"<b1 run>/backend.pt\"'",
+    "meta": "sketch-env embed meta-train --dataset {dataset} --scheme {scheme}{root} --init-from <b1 run>/backend.pt",
+    "cvae": "sketch-env embed train-zs --backend cvae --backbone <backbone.pt trained on {scheme}>",
+    "caae": "sketch-env embed train-zs --backend caae --backbone <backbone.pt trained on {scheme}>",
+}
+_DEFAULT_TRAIN_COMMAND = "sketch-env embed train --backend {name} --dataset {dataset} --scheme {scheme}{root} {flags}"
+
+
+def register_backend(name: str, factory: str | Callable[..., EmbeddingBackend],
+                     train_command: str | None = None) -> None:
+    """Register a backend factory (callable or ``"module:attr"``) taking a config dict's keywords;
+    ``train_command`` is the command that trains it (a template, see :func:`training_command`), if it is not
+    ``sketch-env embed train --backend NAME``."""
     _REGISTRY[name.lower()] = factory
+    if train_command is not None:
+        _TRAIN_COMMANDS[name.lower()] = train_command
+
+
+def training_command(name: str, dataset: str, scheme: str, root: str | None = None, flags: str = "") -> str:
+    """The command that trains backend ``name`` on ``dataset`` / ``scheme`` (for error messages)."""
+    template = _TRAIN_COMMANDS.get(name.lower(), _DEFAULT_TRAIN_COMMAND)
+    return template.format(name=name.lower(), dataset=dataset, scheme=scheme,
+                           root=f" --root {root}" if root else "", flags=flags).strip()
+
+
+def first_use_training(name: str) -> bool:
+    """Whether backend ``name`` trains with ``sketch-env embed train`` alone (B3, meta and the zero-shot
+    backends need another trained checkpoint first)."""
+    return name.lower() not in _TRAIN_COMMANDS
 
 
 def backend_names() -> list[str]:
@@ -239,9 +115,9 @@ def load_backend(path: str | Path, expect: Mapping[str, Any] | None = None, devi
         raise BackendMismatchError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
     config = payload["config"]
     if expect:
-        flat = _flatten(config)
+        flat = flatten_mapping(config)
         diffs = []
-        for key, want in _flatten(dict(expect)).items():
+        for key, want in flatten_mapping(dict(expect)).items():
             have = flat.get(key, "<missing>")
             if have != want:
                 diffs.append(f"{key}: checkpoint has {have!r}, asked for {want!r}")

@@ -1,5 +1,4 @@
-"""``sketch-env embed train|cache|eval|train-zs|meta-train`` and ``sketch-env run`` (the main job on the
-embedded data)."""
+"""``sketch-env embed train|cache|eval|train-zs|meta-train``: the embedding half of the command line."""
 
 from __future__ import annotations
 
@@ -131,55 +130,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    """The main job: contact sheet, train B1 (or resume), cache test features, evaluate and plot; then train
-    the paper's final RL method (``ppo-a-clip``) from the frozen backend and evaluate it against B1."""
-    from embeddings.train import TrainConfig, train_backend
-    from sketch_env.datasets import make_dataset
-    from sketch_env.viz import contact_sheet, write_png
-
-    t0 = time.perf_counter()
-    out = Path(args.out)
-    dataset = make_dataset(args.dataset, root=args.root)
-    sheet = write_png(out / f"{args.dataset}_contact_sheet.png", contact_sheet(dataset))
-    print(f"contact sheet: {sheet}")
-    cfg = TrainConfig(backend=args.backend, dataset=args.dataset, root=args.root, minutes=args.minutes,
-                      epochs=args.epochs, seed=args.seed, device=args.device, val_fraction=args.val_fraction,
-                      out=str(out / "embeddings" / f"{args.dataset}-{dataset.scheme}" / f"{args.backend}-s{args.seed}"))
-    checkpoint = train_backend(cfg)
-    ns = argparse.Namespace(checkpoint=str(checkpoint), dataset=args.dataset, root=args.root, scheme=None,
-                            split="test", steps=args.steps, batch_size=64, device=args.device,
-                            distractors=args.distractors, out=str(out / "eval"))
-    evaluate_checkpoint(ns)
-    print(f"[run] backend stage done at {(time.perf_counter() - t0) / 60:.1f} min")
-    if args.rl_algo == "none" or not args.rl_minutes:
-        return 0
-    return _run_rl_stage(args, checkpoint, out, t0)
-
-
-def _run_rl_stage(args: argparse.Namespace, checkpoint: Path, out: Path, t0: float) -> int:
-    """Train ``args.rl_algo`` on the retrieval env of the frozen ``checkpoint`` (validation-selected), then
-    score it and the frozen backend on the test split: table printed, curves written."""
-    from agents.evaluate import COLUMNS, evaluate_model
-    from agents.train import RLTrainConfig, train_agent
-    from embeddings.evaluate import format_table
-    from sketch_env.envs.registration import env_id_for_dataset
-
-    env_id, env_kwargs = env_id_for_dataset(args.dataset, backend=str(checkpoint), steps=args.steps,
-                                            data_root=args.root)
-    run_dir = out / "agents" / f"{args.dataset}-{args.backend}" / f"{args.rl_algo}-s{args.seed}"
-    rl = RLTrainConfig(algo=args.rl_algo, env_id=env_id, env_kwargs=env_kwargs, minutes=args.rl_minutes,
-                       timesteps=args.rl_timesteps, seed=args.seed, eval_every=args.rl_eval_every, out=str(run_dir))
-    best = train_agent(rl)
-    rows = evaluate_model(best, split="test", out=out / "eval-rl", label=f"RL ({args.rl_algo})")
-    rows = {f"frozen {args.backend.upper()}" if k == "frozen backend" else k: v for k, v in rows.items()}
-    print(f"\n{args.dataset} test split, frozen {args.backend.upper()} against {args.rl_algo} started from it "
-          f"(mean action; curves: {out / 'eval-rl' / 'curves.png'}):")
-    print(format_table(rows, columns=COLUMNS))
-    print(f"[run] total {(time.perf_counter() - t0) / 60:.1f} min")
-    return 0
-
-
 def _cmd_train_zs(args: argparse.Namespace) -> int:
     """Train a zero-shot generative backend (cvae / caae) on a frozen backbone's features."""
     from embeddings.zero_shot import ZeroShotTrainConfig, train_zero_shot
@@ -266,25 +216,3 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                       help="meta backend option, e.g. --option inner='\"all\"' (MAML) --option margin_net=false "
                            "--option domain_weight=0 --option first_order=true")
     meta.set_defaults(func=_cmd_meta_train)
-
-    run = sub.add_parser("run", help="the main job: contact sheet, train B1, cache features, evaluate")
-    run.add_argument("--dataset", default="kanji")
-    run.add_argument("--root", default=None)
-    run.add_argument("--backend", default="b1")
-    run.add_argument("--minutes", type=float, default=6.5, help="training budget of the backend")
-    run.add_argument("--epochs", type=int, default=60)
-    run.add_argument("--steps", type=int, default=20)
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--val-fraction", type=float, default=0.05,
-                     help="share of the training photos held out for validation (backend and RL selection)")
-    run.add_argument("--device", default="auto")
-    run.add_argument("--distractors", action=argparse.BooleanOptionalAction, default=True,
-                     help="also evaluate with the train photos added to the gallery")
-    run.add_argument("--rl-algo", default="ppo-a-clip",
-                     help="RL method trained from the frozen backend (`none` to stop after the backend)")
-    run.add_argument("--rl-minutes", type=float, default=5.0, help="wall-time budget of the RL training")
-    run.add_argument("--rl-timesteps", type=int, default=None, help="env steps of RL training (default: the YAML's)")
-    run.add_argument("--rl-eval-every", type=int, default=100_000, help="env steps between validation evaluations")
-    run.add_argument("--out", default="runs", help="output folder")
-    run.set_defaults(func=_cmd_run)
-

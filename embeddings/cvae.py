@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from embeddings.base import BackendMismatchError, EmbeddingBackend, l2_normalise, load_backend
+from embeddings.losses import adversarial_discriminator_loss, adversarial_generator_loss, gaussian_kl, squared_error
 from embeddings.triplet import TripletBackend, preprocess_photos
 from sketch_env.render import RenderConfig
 
@@ -190,13 +191,13 @@ class FeatureCVAE(nn.Module):
         mu, logvar = self.encode(photo, sketch)
         if logvar is not None:
             z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-            prior = (-0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+            prior = gaussian_kl(mu, logvar)
         else:
             z = mu
-            prior = F.binary_cross_entropy_with_logits(self.discriminator(z), torch.ones(len(z), 1, device=z.device))
+            prior = adversarial_generator_loss(self.discriminator, z)
         generated = self.decode(z, sketch)
-        reconstruction = (generated - photo).pow(2).sum(dim=1).mean()
-        regression = (self.regressor(generated) - sketch).pow(2).sum(dim=1).mean()
+        reconstruction = squared_error(generated, photo)
+        regression = squared_error(self.regressor(generated), sketch)
         total = reconstruction + prior_weight * prior + regression_weight * regression
         return {"total": total, "reconstruction": reconstruction, "prior": prior, "regression": regression, "z": z}
 
@@ -204,12 +205,7 @@ class FeatureCVAE(nn.Module):
         """CAAE: ``-[log Dis(z_prior) + log(1 - Dis(z))]`` (batch means), ``z_prior ~ N(0, I)``; ``z`` detached."""
         if self.discriminator is None:
             raise ValueError("discriminator_loss is for the adversarial prior (caae)")
-        z = z.detach()
-        real = self.discriminator(torch.randn_like(z))
-        fake = self.discriminator(z)
-        return F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(
-            fake, torch.zeros_like(fake)
-        )
+        return adversarial_discriminator_loss(self.discriminator, z)
 
 
 def backbone_photo_features(backbone: TripletBackend, photos: np.ndarray) -> np.ndarray:

@@ -73,6 +73,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embeddings.losses import cosine_loss, domain_loss, gallery_triplet_loss, grad_reverse
+from embeddings.nets import raster_tensor
 from embeddings.triplet import TripletBackend, preprocess_photos
 from embeddings.triplet import default_config as triplet_default_config
 
@@ -119,36 +121,6 @@ def default_config(name: str = "meta") -> dict[str, Any]:
     return cfg
 
 
-def _unit_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``||a_i - b_j||`` for L2-normalised rows, as ``sqrt(2 - 2 a.b)``: twice differentiable everywhere
-    (``torch.cdist``'s backward is not), which the second-order inner loop needs."""
-    return torch.sqrt((2.0 - 2.0 * a @ b.T).clamp(min=1e-8))
-
-
-def gallery_triplet_loss(sketch: torch.Tensor, gallery: torch.Tensor, positive: torch.Tensor,
-                         margin: float | torch.Tensor, softness: float = 0.0) -> torch.Tensor:
-    """Triplet loss of L2-normalised sketch embeddings ``(n, d)`` against a gallery ``(G, d)`` where
-    ``gallery[positive[i]]`` is sketch ``i``'s photo and every other gallery photo is a negative.
-
-    ``softness = 0``: ``mean over active (i, j != p_i) of max(0, m + D[i, p_i] - D[i, j])`` (averaged over
-    the triplets that violate the margin, as :func:`~embeddings.nets.batch_all_triplet_loss`).
-    ``softness = tau > 0``: the smooth hinge ``mean over (i, j != p_i) of tau softplus((m + D[i, p_i] -
-    D[i, j]) / tau)``. The inner loop needs it: the hinge's gradient in ``theta_M`` does not depend on ``m``
-    (``m`` is additive; it only switches triplets on and off), so the adapted head, and the query loss,
-    would carry no gradient to a meta-learned margin; the smooth hinge weights each triplet's gradient by
-    ``sigmoid((m + D_pos - D_neg) / tau)``, which does. ``margin`` may be a tensor.
-    """
-    d = _unit_distance(sketch, gallery)
-    pos = d.gather(1, positive.view(-1, 1))
-    negative = torch.ones_like(d, dtype=torch.bool)
-    negative[torch.arange(len(d), device=d.device), positive] = False
-    if softness > 0:
-        return (softness * F.softplus((margin + pos - d) / softness))[negative].mean()
-    losses = F.relu(margin + pos - d)[negative]
-    n_active = (losses.detach() > 1e-12).sum().clamp(min=1)
-    return losses.sum() / n_active
-
-
 class MarginNet(nn.Module):
     """The task's margin from its support pairs (DeepSets; module docstring):
     ``mu(S) = lo + (hi - lo) sigmoid(rho(mean_i phi([u_i v_i, |u_i - v_i|])))``."""
@@ -164,16 +136,6 @@ class MarginNet(nn.Module):
         v = F.normalize(photo_features.detach(), dim=-1)
         pooled = self.phi(torch.cat([u * v, (u - v).abs()], dim=-1)).mean(dim=0)
         return self.lo + (self.hi - self.lo) * torch.sigmoid(self.rho(pooled)).squeeze(-1)
-
-
-class _GradReverse(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return -grad
 
 
 def _mlp(din: int, dout: int, hidden: int = 128) -> nn.Sequential:
@@ -296,13 +258,12 @@ class MetaBackend(TripletBackend):
 
     def discriminator_loss(self, sketch_features: torch.Tensor, photo_features: torch.Tensor) -> torch.Tensor:
         """``L_D``: binary cross-entropy of the domain discriminator on gradient-reversed features."""
-        x = _GradReverse.apply(torch.cat([sketch_features, photo_features]))
-        target = torch.cat([torch.ones(len(sketch_features)), torch.zeros(len(photo_features))]).to(x.device)
-        return F.binary_cross_entropy_with_logits(self.discriminator(x).squeeze(-1), target)
+        x = grad_reverse(torch.cat([sketch_features, photo_features]))
+        return domain_loss(self.discriminator(x).squeeze(-1), len(sketch_features))
 
     def semantic_loss(self, features: torch.Tensor, word_vectors: torch.Tensor) -> torch.Tensor:
         """``L_S = mean_i 1 - cos(dec(f_i), w_{c_i})``."""
-        return (1.0 - F.cosine_similarity(self.decoder(features), word_vectors, dim=-1)).mean()
+        return cosine_loss(self.decoder(features), word_vectors)
 
     # -- adaptation ----------------------------------------------------------------------------------
     def adapt(self, support_pairs: tuple[np.ndarray, np.ndarray] | Sequence[tuple[np.ndarray, np.ndarray]],
@@ -323,8 +284,8 @@ class MetaBackend(TripletBackend):
         if len(photos_all) < 2:
             raise ValueError("adapt() needs a negative: pass at least 2 support pairs or a gallery of photos")
         device = self.device
-        x_s = _to_input(sketches, device)
-        x_g = _to_input(preprocess_photos(photos_all, self.config["photo_preprocess"]), device)
+        x_s = raster_tensor(sketches, device)
+        x_g = raster_tensor(preprocess_photos(photos_all, self.config["photo_preprocess"]), device)
         positive = torch.as_tensor(positive_index, device=device)
         out = copy.deepcopy(self)
         out.eval()
@@ -375,10 +336,6 @@ def merge_gallery(photos: np.ndarray, gallery: np.ndarray | None) -> tuple[np.nd
     return merged, np.asarray(positive)
 
 
-def _to_input(rasters: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rasters)).to(device).unsqueeze(1).float().div_(255.0)
-
-
 def _pairs_to_arrays(support_pairs) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(support_pairs, tuple) and len(support_pairs) == 2 and np.ndim(support_pairs[0]) == 3:
         sketches, photos = support_pairs
@@ -404,8 +361,8 @@ def fine_tune(backend: TripletBackend, sketches: np.ndarray, photos: np.ndarray,
     out = copy.deepcopy(backend)
     device = out.device
     photos_all, positive_index = merge_gallery(photos, gallery)
-    x_s = _to_input(np.asarray(sketches, dtype=np.uint8), device)
-    x_g = _to_input(preprocess_photos(photos_all, out.config["photo_preprocess"]), device)
+    x_s = raster_tensor(np.asarray(sketches, dtype=np.uint8), device)
+    x_g = raster_tensor(preprocess_photos(photos_all, out.config["photo_preprocess"]), device)
     positive = torch.as_tensor(positive_index, device=device)
     net = out.sketch_branches[0]
     net.eval()

@@ -44,12 +44,15 @@ import torch
 import torch.nn.functional as F
 
 from embeddings.base import EmbeddingBackend, load_backend, make_backend
-from embeddings.meta import MetaBackend, category_word_vectors, gallery_triplet_loss
-from embeddings.train import TrainConfig, _rng_state, _Sampler, _set_rng_state, _to_tensor, resolve_device
+from embeddings.losses import gallery_triplet_loss
+from embeddings.meta import MetaBackend, category_word_vectors
+from embeddings.nets import raster_tensor
+from embeddings.train import TrainConfig, TripletSampler, rng_state, set_rng_state
 from embeddings.triplet import TripletBackend, preprocess_photos
 from sketch_env.cache import atomic_path
 from sketch_env.datasets import make_dataset
 from sketch_env.datasets.base import SketchDataset
+from sketch_env.device import resolve_device
 from sketch_env.metrics import ranks_from_embeddings
 from sketch_env.render import render_progressive
 
@@ -140,7 +143,7 @@ def train_meta(cfg: MetaTrainConfig, stop_after_steps: int | None = None) -> Pat
         raise ValueError(f"semantic_vectors={backend.config['semantic_vectors']!r} gives {word_vectors.shape[1]}-d "
                          f"vectors but semantic_dim is {backend.decoder[-1].out_features}: set semantic_dim to "
                          f"{word_vectors.shape[1]} (or None, the vectors' own size)")
-    sampler = _Sampler(TrainConfig(augment=cfg.augment, steps=1), backend, photo_rasters, groups, records)
+    sampler = TripletSampler(TrainConfig(augment=cfg.augment, steps=1), backend, photo_rasters, groups, records)
 
     optimizer = torch.optim.AdamW(list(backend.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
@@ -155,13 +158,13 @@ def train_meta(cfg: MetaTrainConfig, stop_after_steps: int | None = None) -> Pat
         backend.load_state_dict(ckpt["backend"])
         backend.to(device)
         optimizer.load_state_dict(ckpt["optimizer"])
-        _set_rng_state(rng, ckpt["rng"])
+        set_rng_state(rng, ckpt["rng"])
         state = json.loads(ckpt["state"])
         print(f"resuming {out} at outer step {state['step']}")
 
     def save() -> None:
         backend.save(out / "backend.pt", extra={"history": json.dumps(state["history"][-200:])})
-        payload = {"backend": backend.state_dict(), "optimizer": optimizer.state_dict(), "rng": _rng_state(rng),
+        payload = {"backend": backend.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(rng),
                    "state": json.dumps(state), "run_config": json.dumps(run_config)}
         with atomic_path(last) as tmp:
             torch.save(payload, tmp)
@@ -179,7 +182,7 @@ def train_meta(cfg: MetaTrainConfig, stop_after_steps: int | None = None) -> Pat
         frac = max(state["step"] / cfg.outer_steps, 0.0 if budget is None else state["elapsed"] / budget)
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
-        parts = _outer_step(backend, cfg, sampler, pools, category_of, word_vectors, rng, device)
+        parts = outer_step(backend, cfg, sampler, pools, category_of, word_vectors, rng, device)
         optimizer.zero_grad(set_to_none=True)
         parts.pop("loss_tensor").backward()
         optimizer.step()
@@ -234,7 +237,7 @@ def task_pools(photos: list, sketch_photo: np.ndarray, categories: list[str], sh
     return groups, category_of, pools
 
 
-def _outer_step(backend: MetaBackend, cfg: MetaTrainConfig, sampler: _Sampler, pools: list[np.ndarray],
+def outer_step(backend: MetaBackend, cfg: MetaTrainConfig, sampler: TripletSampler, pools: list[np.ndarray],
                 category_of: np.ndarray, word_vectors: torch.Tensor, rng: np.random.Generator,
                 device: torch.device) -> dict[str, Any]:
     """One outer step's loss over ``meta_batch`` tasks (module docstrings); returns the loss tensor and
@@ -249,8 +252,8 @@ def _outer_step(backend: MetaBackend, cfg: MetaTrainConfig, sampler: _Sampler, p
     sk, ph = sampler.batch(all_ids, rng, None)
     # sketches of the support and query photos only (the other gallery photos are negatives)
     keep = np.concatenate([np.arange(len(ids)) < cfg.shots + nq for ids, nq in tasks])
-    x_sk = _to_tensor(sk[keep], device)
-    x_ph = _to_tensor(ph, device)
+    x_sk = raster_tensor(sk[keep], device)
+    x_ph = raster_tensor(ph, device)
     f_sk = backend.network.features(x_sk)
     f_ph = backend.network.features(x_ph)
     create_graph = not c["first_order"]

@@ -1,5 +1,5 @@
 """Networks: the small CNN backbone (trained from scratch on a CPU), spatial attention, the embedding
-head, and the triplet losses (batch-all triplet, HOLEF).
+head, and the raster-to-tensor conversion they share. The losses are in :mod:`embeddings.losses`.
 """
 
 from __future__ import annotations
@@ -11,13 +11,20 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "raster_tensor",
     "SpatialAttention",
     "SmallCNN",
     "Branch",
-    "batch_all_triplet_loss",
-    "HOLEFDistance",
     "torchvision_backbone",
 ]
+
+
+def raster_tensor(rasters, device: torch.device | str) -> torch.Tensor:
+    """uint8 rasters ``(B, H, W)`` (NumPy) as the networks' input: float32 ``(B, 1, H, W)`` in [0, 1] on ``device``."""
+    import numpy as np
+
+    x = torch.from_numpy(np.ascontiguousarray(rasters)).to(device)
+    return x.unsqueeze(1).float().div_(255.0)
 
 
 class SpatialAttention(nn.Module):
@@ -129,44 +136,3 @@ class Branch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed_features(self.features(x))
-
-
-def batch_all_triplet_loss(sketch: torch.Tensor, photo: torch.Tensor, margin: float,
-                           distance: nn.Module | None = None) -> tuple[torch.Tensor, float]:
-    """In-batch batch-all triplet loss (Hermans et al. 2017) for B paired, L2-normalised embeddings.
-
-    With ``D[i, j] = d(s_i, p_j)`` (Euclidean unless ``distance`` is given, e.g. :class:`HOLEFDistance`),
-    every other photo of the batch is a negative: ``L = mean over active (i, j != i) of
-    max(0, margin + D[i, i] - D[i, j])``, averaging over the triplets that still violate the margin so
-    easy negatives do not dilute the gradient. Returns the loss and the active fraction.
-    """
-    d = torch.cdist(sketch, photo) if distance is None else distance(sketch, photo)
-    pos = d.diagonal().unsqueeze(1)
-    losses = F.relu(margin + pos - d)
-    off = ~torch.eye(len(d), dtype=torch.bool, device=d.device)
-    losses = losses[off]
-    active = (losses > 1e-12).float()
-    n_active = active.sum()
-    return losses.sum() / n_active.clamp(min=1.0), float(n_active / losses.numel())
-
-
-class HOLEFDistance(nn.Module):
-    """Higher-order learnable energy function (Song et al. 2017):
-    ``D(s, p) = sum_ij |W_ij (s_i - p_i)(s_j - p_j)|`` with ``W`` initialised to the identity, where it
-    equals the squared Euclidean distance. Used only inside the training loss (an option); retrieval
-    keeps the Euclidean distance, so an identity-regularised ``W`` (``reg`` * ||W - I||^2) keeps the two
-    consistent.
-    """
-
-    def __init__(self, dim: int, reg: float = 1e-3) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.eye(dim))
-        self.reg = reg
-
-    def forward(self, s: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        diff = s[:, None, :] - p[None, :, :]  # (B, B, d)
-        energy = torch.einsum("abi,ij,abj->ab", diff.abs(), self.weight.abs(), diff.abs())
-        return energy
-
-    def penalty(self) -> torch.Tensor:
-        return self.reg * ((self.weight - torch.eye(len(self.weight), device=self.weight.device)) ** 2).sum()

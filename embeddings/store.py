@@ -382,8 +382,8 @@ def open_backend_store(
     ``sketch-env embed cache|eval`` and the retrieval environment.
     """
     from embeddings.base import load_backend
-    from embeddings.train import resolve_device
     from sketch_env.datasets import make_dataset
+    from sketch_env.device import resolve_device
     from sketch_env.schedule import make_schedule
 
     backend = load_backend(checkpoint, device=str(resolve_device(device)))

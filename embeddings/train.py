@@ -3,7 +3,7 @@
 One epoch is one pass over the training photos; each batch holds distinct photos, each with one of its
 sketches drawn at random, augmented (affine + point jitter on the vector sketch before rendering, a
 small affine on the photo raster), and rendered complete (TS, B1) or cut at a random step of the
-schedule (B2, B3). The loss is the in-batch batch-all triplet loss (:func:`embeddings.nets.batch_all_triplet_loss`).
+schedule (B2, B3). The loss is the in-batch batch-all triplet loss (:func:`embeddings.losses.batch_all_triplet_loss`).
 
 Validation uses a held-out part of the training photos (``val_fraction``, chosen by a hash of the photo
 name, so it never touches the test split): after every epoch, m@B and A@1 of the held-out sketches
@@ -30,27 +30,20 @@ import numpy as np
 import torch
 
 from embeddings.base import load_backend, make_backend
-from embeddings.nets import HOLEFDistance, batch_all_triplet_loss
+from embeddings.losses import HOLEFDistance, batch_all_triplet_loss
+from embeddings.nets import raster_tensor
 from embeddings.triplet import TripletBackend, preprocess_photos
 from sketch_env.cache import atomic_path
 from sketch_env.datasets import make_dataset
 from sketch_env.datasets.base import stable_fraction
+from sketch_env.device import resolve_device
 from sketch_env.metrics import m_at_b, ranks_from_embeddings
 from sketch_env.render import render_progressive
 from sketch_env.schedule import PointSchedule
 from sketch_env.sketch import Sketch
 
-__all__ = ["TrainConfig", "train_backend", "resolve_device", "validation_mask"]
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` is CUDA when present, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' asked for, but torch sees no CUDA device")
-    return dev
+__all__ = ["TrainConfig", "TripletSampler", "train_backend", "resolve_device", "validation_mask", "rng_state",
+           "set_rng_state"]
 
 
 def validation_mask(instances: list[str], fraction: float) -> np.ndarray:
@@ -111,8 +104,9 @@ class TrainConfig:
         return Path("runs") / "embeddings" / f"{self.dataset}-{scheme}" / f"{self.backend}-s{self.seed}"
 
 
-class _Sampler:
-    """Batches of (sketch raster, photo raster) for one training run."""
+class TripletSampler:
+    """Batches of (sketch raster, photo raster) for one training run: each of a batch's distinct photos with
+    one of its sketches drawn at random, augmented, rendered complete or cut at a step of the schedule."""
 
     def __init__(self, cfg: TrainConfig, backend: TripletBackend,
                  photo_rasters: np.ndarray, sketch_groups: list[list[int]], records: list) -> None:
@@ -189,10 +183,6 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return None
 
 
-def _to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(x).to(device).unsqueeze(1).float().div_(255.0)
-
-
 def _validate(backend: TripletBackend, records: list, val_sketch_ids: np.ndarray, sketch_photo: np.ndarray,
               val_photo_ids: np.ndarray, photo_rasters_rgb: np.ndarray, steps: int) -> dict[str, float]:
     schedule = PointSchedule(steps)
@@ -211,11 +201,13 @@ def _validate(backend: TripletBackend, records: list, val_sketch_ids: np.ndarray
             "val_gallery": len(val_photo_ids)}
 
 
-def _rng_state(rng: np.random.Generator) -> dict:
+def rng_state(rng: np.random.Generator) -> dict:
+    """A run's random state (its NumPy generator and torch's global one), for a checkpoint."""
     return {"numpy": json.dumps(rng.bit_generator.state), "torch": torch.get_rng_state()}
 
 
-def _set_rng_state(rng: np.random.Generator, state: dict) -> None:
+def set_rng_state(rng: np.random.Generator, state: dict) -> None:
+    """Restore what :func:`rng_state` saved."""
     rng.bit_generator.state = json.loads(state["numpy"])
     torch.set_rng_state(state["torch"])
 
@@ -269,7 +261,7 @@ def train_backend(cfg: TrainConfig, stop_after_epochs: int | None = None) -> Pat
         if len(val_sketch_ids) else val_sketch_ids
     if len(train_photo_ids) < 2:
         raise ValueError(f"dataset {dataset.name!r} has too few training photos ({len(train_photo_ids)})")
-    sampler = _Sampler(cfg, backend, photo_rasters, groups, records)
+    sampler = TripletSampler(cfg, backend, photo_rasters, groups, records)
 
     models = backend.config["models"]
     per_model_steps = [np.flatnonzero(backend.model_of_step(np.arange(cfg.steps)) == k) for k in range(models)]
@@ -304,7 +296,7 @@ def train_backend(cfg: TrainConfig, stop_after_epochs: int | None = None) -> Pat
         optimizer.load_state_dict(ckpt["optimizer"])
         if holef is not None:
             holef.load_state_dict(ckpt["holef"])
-        _set_rng_state(rng, ckpt["rng"])
+        set_rng_state(rng, ckpt["rng"])
         backend.to(device)
         print(f"resuming {out} at model {state['model']} epoch {state['epoch']}")
 
@@ -338,12 +330,12 @@ def train_backend(cfg: TrainConfig, stop_after_epochs: int | None = None) -> Pat
             ids = order[i * batch : (i + 1) * batch]
             sk, ph = sampler.batch(ids, rng, per_model_steps[k] if backend.per_step else None)
             with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-                s_emb = backend.sketch_branches[k](_to_tensor(sk, device))
+                s_emb = backend.sketch_branches[k](raster_tensor(sk, device))
                 if backend.per_step:
                     with torch.no_grad():
-                        p_emb = backend.photo_branch(_to_tensor(ph, device))
+                        p_emb = backend.photo_branch(raster_tensor(ph, device))
                 else:
-                    p_emb = backend.photo_branch(_to_tensor(ph, device))
+                    p_emb = backend.photo_branch(raster_tensor(ph, device))
             # the loss in float32: the triplet distances are differences of nearby numbers
             loss, active = batch_all_triplet_loss(s_emb.float(), p_emb.float(), backend.config["margin"], holef)
             if holef is not None:
@@ -373,7 +365,7 @@ def train_backend(cfg: TrainConfig, stop_after_epochs: int | None = None) -> Pat
         if backend.per_step or score >= state["best"] or not len(val_sketch_ids):
             state["best"] = score
             backend.save(out / "backend.pt", extra={"history": json.dumps(state["history"])})
-        payload = {"backend": backend.state_dict(), "optimizer": optimizer.state_dict(), "rng": _rng_state(rng),
+        payload = {"backend": backend.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(rng),
                    "state": json.dumps(state), "run_config": json.dumps(run_config, default=str)}
         if holef is not None:
             payload["holef"] = holef.state_dict()

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from embeddings.base import EmbeddingBackend
-from embeddings.nets import Branch, SmallCNN, torchvision_backbone
+from embeddings.nets import Branch, SmallCNN, raster_tensor, torchvision_backbone
 
 __all__ = ["TripletBackend", "make_ts", "make_b1", "make_b2", "make_b3", "preprocess_photos", "default_config"]
 
@@ -90,11 +90,6 @@ def _make_branch(cfg: Mapping[str, Any]) -> Branch:
         net, dim = torchvision_backbone(spec.split(":", 1)[1], cfg.get("backbone_weights"))
         return Branch(net, dim, cfg["embed_dim"])
     raise ValueError(f"unknown backbone {spec!r}; use 'small_cnn' or 'torchvision:<arch>'")
-
-
-def _to_input(rasters: np.ndarray, device: torch.device) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(rasters)).to(device)
-    return x.unsqueeze(1).float().div_(255.0)
 
 
 class TripletBackend(EmbeddingBackend):
@@ -177,7 +172,7 @@ class TripletBackend(EmbeddingBackend):
         outs = []
         with torch.inference_mode():
             for i in range(0, len(x), self.batch_size):
-                outs.append(fn(_to_input(x[i : i + self.batch_size], self.device)).float().cpu().numpy())
+                outs.append(fn(raster_tensor(x[i : i + self.batch_size], self.device)).float().cpu().numpy())
         if not outs:
             return np.empty((0, 0), dtype=np.float32)
         return np.concatenate(outs)

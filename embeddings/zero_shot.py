@@ -42,6 +42,7 @@ from torch import nn
 
 from embeddings.base import BackendMismatchError, load_backend, make_backend
 from embeddings.cvae import CVAEBackend, backbone_photo_features, unit_rms
+from embeddings.losses import category_triplet_loss, contrastive_loss
 from embeddings.store import open_feature_store
 from embeddings.triplet import TripletBackend
 from sketch_env.cache import atomic_path, cache_dir, cached_npz, stable_hash
@@ -252,7 +253,7 @@ def train_zero_shot(cfg: ZeroShotTrainConfig) -> Path:
     generative model never sees a category the backbone did not. Training takes a minute or two on a CPU
     and is not resumable; the checkpoint and ``history.json`` are written atomically at the end.
     """
-    from embeddings.train import resolve_device
+    from sketch_env.device import resolve_device
 
     if cfg.backend not in ("cvae", "caae"):
         raise ValueError(f"train-zs trains 'cvae' or 'caae', got {cfg.backend!r}")
@@ -336,25 +337,6 @@ def _category_batches(
         s = np.concatenate([rng.choice(by_sketch[c], per_class) for c in cats])
         p = np.concatenate([rng.choice(by_photo[c], per_class) for c in cats])
         yield s, p, np.repeat(cats, per_class)
-
-
-def contrastive_loss(s: torch.Tensor, p: torch.Tensor, same: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
-    """``mean_pos d^2 + mean_neg max(0, margin - d)^2`` over all pairs ``d = ||s_i - p_j||`` (Hadsell et al.)."""
-    d = torch.cdist(s, p)
-    pos = d[same].pow(2).mean() if same.any() else d.new_zeros(())
-    neg = F.relu(margin - d[~same]).pow(2).mean() if (~same).any() else d.new_zeros(())
-    return pos + neg
-
-
-def category_triplet_loss(s: torch.Tensor, p: torch.Tensor, same: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
-    """Batch-all triplet loss with category positives: ``mean over active (i, j+, k-) of
-    max(0, margin + d(s_i, p_j) - d(s_i, p_k))``, ``j`` of the sketch's category, ``k`` of another."""
-    d = torch.cdist(s, p)
-    losses = F.relu(margin + d[:, :, None] - d[:, None, :])  # (i, j, k)
-    valid = same[:, :, None] & ~same[:, None, :]
-    losses = losses[valid]
-    active = (losses > 1e-12).float().sum()
-    return losses.sum() / active.clamp(min=1.0)
 
 
 def fit_category_head(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cache_dir", "stable_hash", "atomic_path", "save_npz_atomic", "load_npz_checked", "cached_npz"]
+__all__ = ["cache_dir", "stable_hash", "atomic_path", "write_json", "save_npz_atomic", "load_npz_checked", "cached_npz"]
 
 ENV_VAR = "SKETCH_ENV_CACHE"
 
@@ -45,14 +45,15 @@ def stable_hash(obj: object, length: int = 16) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it onto ``path`` atomically.
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    On any exception the temporary file is removed and ``path`` is left as it was. ``suffix`` ends the
+    temporary name (a writer that insists on an extension, such as SB3's ``.zip``, gets its own).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -63,6 +64,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def write_json(path: str | Path, obj: object, indent: int | None = 1) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (:func:`atomic_path`); non-JSON values as strings."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent, default=str))
+    return path
 
 
 def save_npz_atomic(path: str | Path, key: str, **arrays: np.ndarray) -> None:

@@ -1,25 +1,23 @@
-"""The ``sketch-env`` command line.
+"""The ``sketch-env data`` commands, and what every command group of ``sketch-env`` shares.
 
 ``sketch-env data info NAME [--root PATH] [--scheme S]``   counts per split
 ``sketch-env data show NAME [--root PATH] --out FILE.png``   contact sheet of progressive sketches
 
-Other packages add command groups through :func:`add_command_group` hooks listed in ``_GROUPS``.
+Each layer adds its own command group (this module's :func:`add_commands`, then :mod:`embeddings.cli`,
+then :mod:`agents.cli`); the ``sketch-env`` program is assembled at the top, in :func:`agents.cli.main`, so
+no layer reaches up for the commands of another. :func:`run_command` is the one place a command's error
+becomes one line and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
 from sketch_env.errors import SketchEnvError
 
-__all__ = ["main", "build_parser"]
-
-# command groups defined elsewhere: "module:function(subparsers)"; imported lazily so that
-# `sketch-env data ...` never pays for torch
-_GROUPS: list[str] = ["embeddings.cli:add_commands", "agents.cli:add_commands"]
+__all__ = ["add_commands", "run_command"]
 
 
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
@@ -60,10 +58,8 @@ def _cmd_data_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sketch-env", description="On-the-fly sketch-based image retrieval with RL.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """The ``data`` command group."""
     data_parser = sub.add_parser("data", help="datasets: counts and contact sheets")
     data = data_parser.add_subparsers(dest="data_cmd", required=True)
     info = data.add_parser("info", help="print counts per split")
@@ -80,20 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--seed", type=int, default=0)
     show.set_defaults(func=_cmd_data_show)
 
-    for hook in _GROUPS:
-        module, func = hook.split(":")
-        getattr(importlib.import_module(module), func)(sub)
-    return parser
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen command; a user error is one line on stderr and exit code 2."""
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (SketchEnvError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"sketch-env: error: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

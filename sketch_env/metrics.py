@@ -9,7 +9,8 @@ of ``N`` photos ranked by Euclidean distance to the query. From the resulting ``
 * **A@q**: fraction of sketches whose *complete* sketch (last step) has ``rank <= q``.
 
 The functions return fractions in [0, 1]; :func:`summarise` multiplies by 100, as papers report them.
-This module depends on NumPy only, so the environment and the embedding backends can both use it.
+This module depends on NumPy only (torch tensors are handled where noted, without importing torch), so
+the environment and the embedding backends can both use it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "l2_normalise",
     "euclidean_distance",
     "prepare_gallery",
     "prepare_queries",
@@ -36,6 +38,30 @@ __all__ = [
     "ap_at_k_zs_sbir",
     "category_retrieval_metrics",
 ]
+
+
+def l2_normalise(x):
+    """``x / ||x||`` per row (the last axis), float32, for NumPy arrays and torch tensors alike.
+
+    The squared norm is summed in float64, and two cases are exact: a zero row stays zero (the retrieval
+    env ranks it as equidistant from every photo), and a row already of unit norm to float32 precision
+    (``| ||x||^2 - 1 | <= 1e-6``) is returned unchanged, so a backend's own query (already normalised) is
+    used bit for bit and a zero residual reproduces the frozen model exactly.
+    """
+    if type(x).__module__.startswith("torch"):
+        import torch
+
+        x = x.float()
+        x64 = x.double()
+        sq = (x64 * x64).sum(-1, keepdim=True)
+        scale = (sq > 0) & ((sq - 1.0).abs() > 1e-6)
+        return torch.where(scale, (x64 / sq.clamp(min=1e-300).sqrt()).float(), x)
+    x = np.asarray(x, dtype=np.float32)
+    x64 = x.astype(np.float64)
+    sq = (x64 * x64).sum(-1, keepdims=True)
+    scale = (sq > 0) & (np.abs(sq - 1.0) > 1e-6)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(scale, x64 / np.sqrt(np.where(scale, sq, 1.0)), x64).astype(np.float32)
 
 
 def prepare_gallery(gallery: np.ndarray) -> np.ndarray:

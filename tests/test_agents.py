@@ -58,13 +58,13 @@ def test_resume_after_a_stop(tmp_path):
     first = load_agent(best.parent / "last.zip").num_timesteps
     _train(tmp_path, "ppo-a-clip", timesteps=480)
     assert load_agent(best.parent / "last.zip").num_timesteps >= 480 > first
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(ValueError, match="different configuration"):
         _train(tmp_path, "ppo-a-clip", timesteps=480, learning_rate=1.0e-5)
 
 
 def test_main_job_trains_the_backend_then_ppo_and_compares_them(tmp_path, env_cache, capsys):
     """`sketch-env run` end to end on the synthetic data with tiny budgets: backend, features, PPO, table."""
-    from sketch_env.cli import main
+    from agents.cli import main
 
     out = tmp_path / "runs"
     code = main(["run", "--dataset", "synthetic", "--epochs", "2", "--steps", "5", "--no-distractors",

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from embeddings.base import BackendMismatchError, backend_names, load_backend, make_backend
-from embeddings.nets import HOLEFDistance, SpatialAttention, batch_all_triplet_loss
+from embeddings.losses import HOLEFDistance, batch_all_triplet_loss
+from embeddings.nets import SpatialAttention
 from embeddings.train import TrainConfig, train_backend, validation_mask
 from embeddings.triplet import preprocess_photos
 from sketch_env.datasets import make_dataset
@@ -212,13 +213,13 @@ def test_precision_option(tmp_path):
 
 
 def test_step_power_weights_later_steps(tmp_path):
-    from embeddings.train import _Sampler
+    from embeddings.train import TripletSampler
 
-    p = _Sampler.step_probabilities(np.arange(4), 1.0)
+    p = TripletSampler.step_probabilities(np.arange(4), 1.0)
     np.testing.assert_allclose(p, [0.1, 0.2, 0.3, 0.4])  # P(t) = t / (1 + 2 + 3 + 4) for steps t = 1..4
-    np.testing.assert_allclose(_Sampler.step_probabilities(np.arange(4), 0.0), [0.25] * 4)
+    np.testing.assert_allclose(TripletSampler.step_probabilities(np.arange(4), 0.0), [0.25] * 4)
     # within one B3 model's steps, the weights follow the step index
-    np.testing.assert_allclose(_Sampler.step_probabilities(np.array([2, 3]), 1.0), [3 / 7, 4 / 7])
+    np.testing.assert_allclose(TripletSampler.step_probabilities(np.array([2, 3]), 1.0), [3 / 7, 4 / 7])
     with pytest.raises(ValueError, match="step_power"):
         train_backend(_tiny_train(tmp_path / "bad", backend="b2", epochs=1, step_power=-1.0))
     # a B2 run trains with it, and an older run folder (no step_power in its config) still resumes

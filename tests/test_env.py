@@ -20,10 +20,10 @@ from gymnasium.utils.env_checker import check_env
 
 import sketch_env  # noqa: F401  (registers the ids)
 from embeddings.evaluate import evaluate_store
+from embeddings.provision import load_retrieval_data
 from embeddings.store import open_backend_store
 from sketch_env import metrics
 from sketch_env.envs import ENV_IDS, kendall, rewards
-from sketch_env.envs.data import load_retrieval_data
 from sketch_env.envs.retrieval import OnTheFlyRetrievalEnv
 
 pytestmark = pytest.mark.usefixtures("env_cache")
@@ -86,8 +86,9 @@ def test_ids_are_registered_with_vector_entry_points():
     sketch_env.envs.register_envs()  # idempotent
     for env_id in ENV_IDS:
         spec = gym.spec(env_id)
-        assert spec.vector_entry_point == "sketch_env.envs.vector:OnTheFlyRetrievalVectorEnv"
-        assert spec.entry_point == "sketch_env.envs.retrieval:OnTheFlyRetrievalEnv"
+        # the provisioning factories of the embedding layer: they turn the spec's names into the env's data
+        assert spec.vector_entry_point == "embeddings.provision:make_retrieval_vector_env"
+        assert spec.entry_point == "embeddings.provision:make_retrieval_env"
     assert {
         "SketchEnv/OnTheFly-v0",
         "SketchEnv/OnTheFly-Kanji-v0",
@@ -380,7 +381,7 @@ def test_kanji_backend_is_trained_on_first_use_then_reused(tmp_path, monkeypatch
     """The kanji spec's path when no backend exists: one training run into the cache (here a stand-in that
     writes the file instead of training for 10 minutes), with a message; later uses find it."""
     import embeddings.train as train
-    from sketch_env.envs.data import resolve_backend_checkpoint
+    from embeddings.provision import resolve_backend_checkpoint
 
     monkeypatch.chdir(tmp_path)
     calls = []

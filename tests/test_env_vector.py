@@ -112,8 +112,8 @@ def test_compute_paths_agree(compute, kernel, action):
     if kernel.startswith("numba") and not kendall.numba_available():
         pytest.skip("numba is not installed (the [fast] extra)")
     arrays = _random_arrays()
-    want = _run(OnTheFlyRetrievalVectorEnv.from_arrays(8, *arrays, action=action, kernel="numpy"))
-    got = _run(OnTheFlyRetrievalVectorEnv.from_arrays(8, *arrays, action=action, compute=compute, kernel=kernel))
+    want = _run(OnTheFlyRetrievalVectorEnv.from_arrays(*arrays, num_envs=8, action=action, kernel="numpy"))
+    got = _run(OnTheFlyRetrievalVectorEnv.from_arrays(*arrays, num_envs=8, action=action, compute=compute, kernel=kernel))
     for x, y in zip(want, got):
         np.testing.assert_array_equal(x, y)
 
@@ -121,8 +121,8 @@ def test_compute_paths_agree(compute, kernel, action):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_agrees_with_numpy():
     arrays = _random_arrays(photos=2000)
-    want = _run(OnTheFlyRetrievalVectorEnv.from_arrays(8, *arrays, kernel="numpy"))
-    got = _run(OnTheFlyRetrievalVectorEnv.from_arrays(8, *arrays, compute="torch", device="cuda"))
+    want = _run(OnTheFlyRetrievalVectorEnv.from_arrays(*arrays, num_envs=8, kernel="numpy"))
+    got = _run(OnTheFlyRetrievalVectorEnv.from_arrays(*arrays, num_envs=8, compute="torch", device="cuda"))
     for x, y in zip(want, got):
         np.testing.assert_array_equal(x, y)
 

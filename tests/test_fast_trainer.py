@@ -12,12 +12,13 @@ import torch
 from agents import losses
 from agents.envs import evaluate_agent_ranks, make_native_vec_env, make_sb3_vec_env
 from agents.evaluate import evaluate_model
-from agents.fast.env import DeviceRetrievalEnv, normalise_queries_torch
+from agents.fast.env import DeviceRetrievalEnv
 from agents.fast.trainer import FastTrainConfig, FastTrainer, train_fast
 from agents.io import load_agent
 from agents.train import RLTrainConfig, build_agent, train_agent
 from sketch_env.envs.data import RetrievalData
-from sketch_env.envs.engine import EnvOptions, normalise_queries
+from sketch_env.envs.engine import EnvOptions
+from sketch_env.metrics import l2_normalise
 
 ENV = "SketchEnv/OnTheFly-Synthetic-v0"
 TINY = {"n_envs": 8, "n_steps": 10, "batch_size": 40, "policy_kwargs": {"log_std_init": -3.0}}
@@ -32,12 +33,14 @@ def _random_data(rng, n=12, steps=4, f=6, d=5, p=30, queries=True):
                                      rng.integers(0, p, size=n), q if queries else None)
 
 
-def test_normalise_queries_torch_matches_numpy():
+def test_l2_normalise_torch_matches_numpy():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(20, 7)).astype(np.float32)
     x[3] = 0
-    x[5] = normalise_queries(x[5:6])[0]  # already unit: kept bit for bit
-    np.testing.assert_array_equal(normalise_queries_torch(torch.from_numpy(x)).numpy(), normalise_queries(x))
+    x[5] = l2_normalise(x[5:6])[0]  # already unit: kept bit for bit
+    np.testing.assert_array_equal(l2_normalise(torch.from_numpy(x)).numpy(), l2_normalise(x))
+    np.testing.assert_array_equal(l2_normalise(x)[5], x[5])
+    np.testing.assert_array_equal(l2_normalise(x)[3], 0)
 
 
 @pytest.mark.parametrize("compute", ["torch", "numpy"])
@@ -203,7 +206,7 @@ def test_fast_run_resumes_where_it_stopped(tmp_path):
     assert resumed["num_timesteps"] == straight["num_timesteps"] == 320
     for name in straight["params"]:
         torch.testing.assert_close(resumed["params"][name], straight["params"][name])
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(ValueError, match="different configuration"):
         train_fast(FastTrainConfig(**{**cfg(480).__dict__, "overrides": {"n_envs": 8, "n_steps": 10,
                                                                         "learning_rate": 1e-5}}))
 
@@ -264,7 +267,7 @@ def test_trainer_throughput_benchmark_runs_with_a_compiled_row(tmp_path, synthet
 
 
 def test_compile_flag_belongs_to_the_fast_trainer():
-    from sketch_env.cli import main
+    from agents.cli import main
 
     with pytest.raises(SystemExit, match="--trainer fast"):
         main(["train", "--compile", "--timesteps", "0"])

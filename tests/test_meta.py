@@ -23,13 +23,13 @@ from embeddings.meta import (
 )
 from embeddings.meta_train import (
     MetaTrainConfig,
-    _outer_step,
+    outer_step,
     adaptation_tasks,
     evaluate_adaptation,
     split_rasters,
     train_meta,
 )
-from embeddings.train import TrainConfig, _Sampler
+from embeddings.train import TrainConfig, TripletSampler
 from embeddings.triplet import preprocess_photos
 from sketch_env.datasets import make_dataset
 
@@ -140,8 +140,8 @@ def test_regulariser_switches_change_the_loss(data):
         torch.manual_seed(0)
         b = make_backend("meta", **TINY, categories=cats, **weights)
         photo_rasters = preprocess_photos(ds.load_photos(photos, 64), "invert")
-        sampler = _Sampler(TrainConfig(augment=False, steps=1), b, photo_rasters, groups, ds.sketches("train"))
-        return _outer_step(b, cfg, sampler, pools, category_of, word_vectors, np.random.default_rng(0),
+        sampler = TripletSampler(TrainConfig(augment=False, steps=1), b, photo_rasters, groups, ds.sketches("train"))
+        return outer_step(b, cfg, sampler, pools, category_of, word_vectors, np.random.default_rng(0),
                            torch.device("cpu"))
 
     full = parts(domain_weight=0.5, category_weight=0.25, semantic_weight=2.0)

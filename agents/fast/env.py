@@ -30,24 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from sketch_env.envs import kendall, rewards
+from sketch_env.envs import rewards, step
 from sketch_env.envs.data import RetrievalData
 from sketch_env.envs.engine import EnvOptions, RetrievalEngine
-from sketch_env.metrics import prepare_gallery
 
-__all__ = ["DeviceRetrievalEnv", "normalise_queries_torch", "COMPUTES"]
+__all__ = ["DeviceRetrievalEnv", "COMPUTES"]
 
 COMPUTES = ("auto", "torch", "numpy")
-
-
-def normalise_queries_torch(x: torch.Tensor) -> torch.Tensor:
-    """:func:`sketch_env.envs.engine.normalise_queries` on a float32 tensor: ``x / ||x||`` per row with the
-    squared norm summed in float64, a zero row kept zero and a row already of unit norm to float32
-    precision (``| ||x||^2 - 1 | <= 1e-6``) returned unchanged."""
-    x64 = x.double()
-    sq = (x64 * x64).sum(-1, keepdim=True)
-    scale = (sq > 0) & ((sq - 1.0).abs() > 1e-6)
-    return torch.where(scale, (x64 / sq.clamp(min=1e-300).sqrt()).float(), x)
 
 
 class DeviceRetrievalEnv:
@@ -110,11 +99,10 @@ class DeviceRetrievalEnv:
             if data.queries is None:
                 raise ValueError("action='residual' needs the backend's own queries, and these data have none")
             self._queries = torch.from_numpy(np.ascontiguousarray(data.queries[rows], dtype=np.float32)).to(dev)
-        self._gallery_rows = torch.from_numpy(prepare_gallery(data.gallery)).to(dev)
+        self._gallery_rows = step.prepare_gallery(data.gallery, dev)
         self._photo = torch.zeros(n, dtype=torch.int64, device=dev)
         self._order = torch.zeros((n, p), dtype=torch.int64, device=dev)
         self._prev_tau = torch.full((n,), float("nan"), dtype=torch.float64, device=dev)
-        self._pairs = p * (p - 1) // 2
         self._count = rewards.needs_kendall(self.options.reward)  # tau is not reported, only paid
 
     # -- episodes ------------------------------------------------------------------------------------
@@ -156,24 +144,14 @@ class DeviceRetrievalEnv:
     # -- a step --------------------------------------------------------------------------------------
     def _step_torch(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         o = self.options
-        a = actions.float()
-        if o.action == "residual":
-            a = self._queries[self.sketch, self.t] + a
-        q = normalise_queries_torch(a).double()
-        q_rows = torch.cat([q, (q * q).sum(-1, keepdim=True), torch.ones_like(q[:, :1])], dim=1)
-        dist = (q_rows @ self._gallery_rows.T).float().clamp_(min=0.0).sqrt_()
-        dist = torch.where((q != 0).any(1, keepdim=True), dist, torch.ones_like(dist))  # zero query: all tie
-        rank = (dist <= dist.gather(1, self._photo[:, None])).sum(1)
-        tau = torch.full_like(self._prev_tau, float("nan"))  # undefined at an episode's first step
-        if self._count:
-            order = kendall.ranking_order_torch(dist)
-            if self.t > 0:
-                tau = (kendall.discordant_pairs_torch(self._order, order).double() / self._pairs if self._pairs
-                       else torch.zeros_like(tau))
-            self._order = order
-        reward, _, _ = rewards.step_reward(o.reward, rank, tau, self._prev_tau, o.gamma1, o.gamma2, o.reward_scale)
-        self._prev_tau = tau
-        return reward, rank
+        own = self._queries[self.sketch, self.t] if o.action == "residual" else None
+        res = step.retrieval_step(
+            step.queries_from_actions(actions, own), self._gallery_rows, self._photo, self._order, self._prev_tau,
+            self.t == 0, o.reward, o.gamma1, o.gamma2, o.reward_scale, kendall_tau=self._count, need_order=False)
+        if res.order is not None:
+            self._order = res.order
+        self._prev_tau = res.tau
+        return res.reward, res.rank
 
     def _step_numpy(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         reward, _, info = self._engine.step(actions.detach().float().cpu().numpy())

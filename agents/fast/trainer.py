@@ -33,7 +33,6 @@ continues where its last evaluation left it, bit for bit.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,20 +46,23 @@ from agents.config import load_hyperparams
 from agents.envs import env_short_name, make_native_vec_env, make_sb3_vec_env
 from agents.fast.env import DeviceRetrievalEnv
 from agents.policy import LinearGaussianPolicy, ZeroValue
-from agents.train import RLTrainConfig, _Run, _write_json_atomic, build_agent, run_config_of, split_hyperparams
-from sketch_env.cache import atomic_path
+from agents.train import (
+    RESUME_IGNORES,
+    RLTrainConfig,
+    TrainingRun,
+    build_agent,
+    read_run_config,
+    run_config_of,
+    split_hyperparams,
+)
+from sketch_env.cache import atomic_path, write_json
+from sketch_env.device import resolve_device
+from sketch_env.runs import check_resume
 
-__all__ = ["FastTrainConfig", "FastTrainer", "train_fast", "FAST_ALGORITHMS", "resolve_fast_device"]
+__all__ = ["FastTrainConfig", "FastTrainer", "train_fast", "FAST_ALGORITHMS"]
 
 FAST_ALGORITHMS = ("vpg", "ppo-a-clip", "ppo-ac-clip", "ppo-a-kl", "ppo-ac-kl")
 STATE_FILE = "fast_state.pt"
-
-
-def resolve_fast_device(device: str = "auto") -> torch.device:
-    """``auto``: CUDA when available (the point of this trainer), else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @dataclass
@@ -74,6 +76,8 @@ class FastTrainConfig:
     """env steps per agent (default: the hyper-parameter file's n_timesteps)"""
     minutes: float | None = None
     device: str = "auto"
+    """where env, policy and update run (:func:`sketch_env.device.resolve_device`: CUDA when present, the point
+    of this trainer)"""
     compute: str = "auto"
     """the env engine (agents.fast.env): auto = numba on the CPU, torch on a GPU"""
     eval_every: int = 100_000
@@ -409,7 +413,7 @@ def train_fast(cfg: FastTrainConfig) -> list[Path]:
         raise ValueError(f"the fast trainer runs {FAST_ALGORITHMS}; {cfg.algo!r} needs the SB3 path (--trainer sb3)")
     if len(set(cfg.seeds)) != len(cfg.seeds) or not cfg.seeds:
         raise ValueError(f"seeds must be distinct and non-empty, got {cfg.seeds}")
-    device = resolve_fast_device(cfg.device)
+    device = resolve_device(cfg.device)
     hp = load_hyperparams(cfg.algo, cfg.env_id, cfg.overrides)
     _, _, n_envs, n_timesteps, _ = split_hyperparams(cfg.algo, hp)
     timesteps = int(cfg.timesteps if cfg.timesteps is not None else (n_timesteps or 1_000_000))
@@ -425,17 +429,15 @@ def train_fast(cfg: FastTrainConfig) -> list[Path]:
         out = agent_cfg.output_dir()
         out.mkdir(parents=True, exist_ok=True)
         run_config = run_config_of(agent_cfg, hp, out) | {"trainer": {"name": "fast", "compute": cfg.compute}}
-        run = _Run(agent_cfg, hp, env_kwargs)
+        run = TrainingRun(agent_cfg, hp, env_kwargs)
         if (out / STATE_FILE).exists():
-            saved = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else None
-            if saved != run_config:
-                raise ValueError(f"{out} holds a run with another configuration; use another --out or delete it")
+            check_resume(out, read_run_config(out), run_config, ignore=RESUME_IGNORES)
             state = torch.load(out / STATE_FILE, weights_only=True)
             run.state.update(state["run_state"])
             run.elapsed_before = float(run.state.get("elapsed", 0.0))
             resume.append(state)
         else:
-            _write_json_atomic(out / "config.json", run_config)
+            write_json(out / "config.json", run_config)
         models.append(build_agent(cfg.algo, cfg.env_id, env_kwargs, hp, sb3_env, seed, "cpu"))
         runs.append(run)
     if resume and len(resume) != len(cfg.seeds):

@@ -1,24 +1,16 @@
 """The batched core of the retrieval environments: N episodes as arrays, stepped together.
 
-:class:`OnTheFlyRetrievalEnv` runs it with N = 1 and :class:`OnTheFlyRetrievalVectorEnv` with N envs, so
-both compute observations, queries, distances, ranks, Kendall-tau distances and rewards with the same
-code. One step of env ``i`` at 0-based step ``t`` (its partial sketch shows step ``t + 1`` of ``S``):
+:class:`OnTheFlyRetrievalEnv` runs it with N = 1 and :class:`OnTheFlyRetrievalVectorEnv` with N envs. It
+keeps the episodes' positions (sketch, step, true photo, previous ranking and Kendall-tau) and steps them
+through :func:`sketch_env.envs.step.retrieval_step`, the one implementation of queries -> distances ->
+ranks -> ranking and Kendall-tau -> reward (see :mod:`sketch_env.envs.step`). With numba,
+:func:`sketch_env.envs.kendall.ranking_and_discordant` computes the ranking by a radix sort and its Kendall
+count against the previous one in one compiled loop per env, over numba's threads when N > 1.
 
-1. the query: ``q = normalise(a)`` (``action="direct"``) or ``q = normalise(q_own + a)``
-   (``action="residual"``, ``q_own`` the backend's own query of this partial sketch) by
-   :func:`normalise_queries`;
-2. distances ``||q - g_p||`` to every gallery photo by :func:`sketch_env.metrics.euclidean_distance`
-   (float64 sums, rounded to float32; a zero query is at distance 1 from every photo, so all photos tie);
-3. ``rank = #{p : d_p <= d_true}`` (:func:`sketch_env.metrics.rank`) and the ranking ``L`` (photos by
-   ``(d, index)``; with numba, :func:`sketch_env.envs.kendall.ranking_and_discordant` computes ``L`` by a
-   radix sort and its Kendall count against ``L_prev`` in one compiled loop per env, over numba's threads
-   when N > 1);
-4. ``tau = tau(L_prev, L)`` (:mod:`sketch_env.envs.kendall`; NaN at the first step) and the reward
-   (:mod:`sketch_env.envs.rewards`).
-
-With ``compute="torch"`` steps 2-4 run on a torch device (the gallery is moved there once); the query
-normalisation, the reward arithmetic and the observation gather stay in NumPy, so results agree with
-the NumPy path (float64 sums rounded to float32 on both; tests check equality).
+With ``compute="torch"`` the distances, ranks, rankings, Kendall counts and rewards run on a torch device
+(the gallery and the rankings live there); the query normalisation and the observation gather stay in
+NumPy. Both paths sum distances in float64 and round them to float32 once, so they agree exactly (tests
+check equality).
 """
 
 from __future__ import annotations
@@ -32,10 +24,10 @@ import numpy as np
 from gymnasium import spaces
 
 from sketch_env import metrics
-from sketch_env.envs import kendall, rewards
+from sketch_env.envs import kendall, rewards, step
 from sketch_env.envs.data import RetrievalData
 
-__all__ = ["EnvOptions", "RetrievalEngine", "normalise_queries", "make_spaces", "ACTION_MODES", "ORDERS"]
+__all__ = ["EnvOptions", "OPTION_NAMES", "make_options", "RetrievalEngine", "make_spaces", "ACTION_MODES", "ORDERS"]
 
 ACTION_MODES = ("direct", "residual")
 ORDERS = ("random", "sequential")
@@ -77,6 +69,23 @@ class EnvOptions:
             raise ValueError("reward='paper' needs the Kendall-tau distance: kendall=False is not possible with it")
 
 
+#: the behaviour arguments every retrieval env takes
+OPTION_NAMES = tuple(EnvOptions.__dataclass_fields__)
+
+
+def make_options(kwargs: dict[str, Any], env: str) -> EnvOptions:
+    """The :class:`EnvOptions` of an env's keyword arguments; any other argument is a TypeError naming the
+    options (the data arguments belong to ``gym.make``, which provisions the data)."""
+    unknown = set(kwargs) - set(OPTION_NAMES)
+    if unknown:
+        raise TypeError(
+            f"unknown argument(s) {sorted(unknown)} for the {env} built from data=...; it takes "
+            f"{', '.join(OPTION_NAMES)}. Data arguments (dataset, backend, split, ...) go to gym.make, which "
+            "provisions the data"
+        )
+    return EnvOptions(**kwargs)
+
+
 @functools.cache
 def _blas_threads():
     """threadpoolctl's controller of the BLAS libraries numpy loaded (found once)."""
@@ -104,21 +113,6 @@ def make_spaces(data: RetrievalData, options: EnvOptions) -> tuple[spaces.Box, s
     b = options.action_bound
     act = spaces.Box(-b, b, shape=(data.embed_dim,), dtype=np.float32)
     return obs, act
-
-
-def normalise_queries(x: np.ndarray) -> np.ndarray:
-    """``x / ||x||`` per row, float32, with two exact cases: a zero row stays zero (the env ranks it as
-    equidistant from every photo), and a row already of unit norm to float32 precision
-    (``| ||x||^2 - 1 | <= 1e-6``) is returned unchanged, so the backend's own query (already normalised)
-    is used bit for bit and a zero residual reproduces the frozen model exactly."""
-    x = np.asarray(x, dtype=np.float32)
-    x64 = x.astype(np.float64)
-    sq = (x64 * x64).sum(-1)
-    scale = (sq > 0) & (np.abs(sq - 1.0) > 1e-6)
-    out = x.copy()
-    if scale.any():
-        out[scale] = (x64[scale] / np.sqrt(sq[scale])[:, None]).astype(np.float32)
-    return out
 
 
 class RetrievalEngine:
@@ -160,7 +154,7 @@ class RetrievalEngine:
         self.photo = np.zeros(n, dtype=np.int64)
         self.prev_tau = np.full(n, np.nan)
         self.started = np.zeros(n, dtype=bool)
-        self._prepared = metrics.prepare_gallery(data.gallery)
+        self._prepared = step.prepare_gallery(data.gallery)
         if compute == "torch":
             import torch
 
@@ -211,45 +205,37 @@ class RetrievalEngine:
             raise ValueError(f"actions must have shape ({len(ids)}, {d}), got {a.shape}")
         if not np.isfinite(a).all():
             raise ValueError("actions contain NaN or inf")
+        own = None
         if self.options.action == "residual":
             own = np.asarray(self.data.queries[self.data.rows(self.sketch[ids]), self.t[ids]], dtype=np.float32)
-            a = own + a
-        return normalise_queries(a)
+        return step.queries_from_actions(a, own)
 
-    def _rank_numpy(self, q: np.ndarray, sel: slice | np.ndarray, first: np.ndarray):
+    def _step_arrays(self, q: np.ndarray, sel: slice | np.ndarray, first: np.ndarray) -> step.StepResult:
+        """:func:`sketch_env.envs.step.retrieval_step` of envs ``sel``, on NumPy or on the torch device; the
+        rankings are kept for the next step, the result comes back as NumPy arrays."""
+        o = self.options
+        args = dict(scheme=o.reward, gamma1=o.gamma1, gamma2=o.gamma2, scale=o.reward_scale, kendall_tau=o.kendall)
+        if self.compute == "torch":
+            torch = self._torch
+            dev = self.device
+            rows = sel if isinstance(sel, slice) else torch.from_numpy(sel).to(dev)
+            res = step.retrieval_step(
+                torch.from_numpy(q).to(dev), self._gallery_rows, torch.from_numpy(self.photo[sel]).to(dev),
+                self.order[rows], torch.from_numpy(self.prev_tau[sel]).to(dev), torch.from_numpy(first).to(dev),
+                **args)
+            self.order[rows] = res.order
+            return step.StepResult(*(None if x is None else x.cpu().numpy() for x in (
+                res.reward, res.local, res.glob, res.rank, res.tau, res.order[:, : self.k], None)))
+        # a single env stays serial: waking numba's thread pool costs more than one row's work
+        kernel = "numba" if len(first) == 1 and self.kernel == "numba-parallel" else self.kernel
         # one BLAS thread: the product is small (N x (d + 2) x P, as fast on one core), and OpenBLAS's idle
         # threads keep spinning after it, taking the cores from numba's threads in the ranking kernel next
         with _blas_threads().limit(limits=1):
-            dist = metrics.euclidean_distance(q, None, prepared=self._prepared)
-        zero = ~q.any(axis=1)
-        if zero.any():
-            dist[zero] = 1.0
-        rank = metrics.rank(dist, self.photo[sel])
-        count = self.options.kendall and not first.all()
-        # a single env stays serial: waking numba's thread pool costs more than one row's work
-        kernel = "numba" if len(first) == 1 and self.kernel == "numba-parallel" else self.kernel
-        order, disc = kendall.ranking_and_discordant(dist, self.order[sel], ~first & count, kernel)
-        disc = disc if count else None
-        self.order[sel] = order
-        return rank, disc, order[:, : self.k].astype(np.int64)
-
-    def _rank_torch(self, q: np.ndarray, sel: slice | np.ndarray, first: np.ndarray):
-        torch = self._torch
-        dev = self.device
-        q_rows = torch.from_numpy(metrics.prepare_queries(q)).to(dev, non_blocking=True)
-        dist = (q_rows @ self._gallery_rows.T).float().clamp_(min=0.0).sqrt_()
-        zero = ~q.any(axis=1)
-        if zero.any():
-            dist[torch.from_numpy(zero).to(dev)] = 1.0
-        photo = torch.from_numpy(self.photo[sel]).to(dev)
-        rank = (dist <= dist.gather(1, photo[:, None])).sum(1)
-        order = kendall.ranking_order_torch(dist)
-        rows = sel if isinstance(sel, slice) else torch.from_numpy(sel).to(dev)
-        disc = None
-        if self.options.kendall and not first.all():
-            disc = kendall.discordant_pairs_torch(self.order[rows], order).cpu().numpy()
-        self.order[rows] = order
-        return rank.cpu().numpy().astype(np.int64), disc, order[:, : self.k].cpu().numpy()
+            res = step.retrieval_step(q, self._prepared, self.photo[sel], self.order[sel], self.prev_tau[sel],
+                                      first, kernel=kernel, **args)
+        self.order[sel] = res.order
+        res.order = res.order[:, : self.k]
+        return res
 
     def step(self, actions: np.ndarray, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
         """Step envs ``ids`` (all by default) with ``actions (len(ids), d)``.
@@ -265,34 +251,25 @@ class RetrievalEngine:
             raise RuntimeError("step() on an episode that has not started or has ended: call reset() first")
         q = self._queries(actions, ids)
         first = self.t[ids] == 0
-        fn = self._rank_torch if self.compute == "torch" else self._rank_numpy
         sel = slice(None) if every else ids  # all envs: views, not copies
-        rank, disc, topk = fn(q, sel, first)
-        if disc is None:
-            tau = np.full(len(ids), np.nan)
-        else:
-            tau = disc / self.pairs if self.pairs else np.zeros(len(ids))
-            tau[first] = np.nan
-        o = self.options
-        reward, local, glob = rewards.step_reward(
-            o.reward, rank, tau, self.prev_tau[ids], o.gamma1, o.gamma2, o.reward_scale
-        )
-        self.prev_tau[ids] = tau
+        res = self._step_arrays(q, sel, first)
+        rank = np.asarray(res.rank, dtype=np.int64)
+        self.prev_tau[ids] = res.tau
         self.t[ids] += 1
         terminated = self.t[ids] >= self.steps
         info = {
             "rank": rank,
             "percentile": np.asarray(metrics.ranking_percentile(rank, self.gallery_size), dtype=np.float64),
-            "kendall_tau": tau,
+            "kendall_tau": np.asarray(res.tau, dtype=np.float64),
             "photo_index": self.photo[ids].copy(),
-            "topk": topk,
+            "topk": np.asarray(res.order, dtype=np.int64),
             "sketch_index": self.sketch[ids].copy(),
             "step": self.t[ids].copy(),
-            "local_reward": np.asarray(local, dtype=np.float64),
-            "global_reward": np.asarray(glob, dtype=np.float64),
+            "local_reward": np.asarray(res.local, dtype=np.float64),
+            "global_reward": np.asarray(res.glob, dtype=np.float64),
         }
         self.last_info = info
-        return np.asarray(reward, dtype=np.float64), terminated, info
+        return np.asarray(res.reward, dtype=np.float64), terminated, info
 
     def state_for(self, i: int) -> dict[str, Any]:
         """Env ``i``'s episode position, for rendering."""

@@ -167,17 +167,17 @@ def _launch_numba_threads() -> None:
 
 
 def _numba_call(kernel: str, serial: str, parallel: str, *args: Any) -> None:
-    """Run ``_kendall_numba.<serial>`` (``"numba"``) or ``.<parallel>`` (``"numba-parallel"``, one chunk of
+    """Run ``kendall_kernels.<serial>`` (``"numba"``) or ``.<parallel>`` (``"numba-parallel"``, one chunk of
     rows per numba thread) on ``args``."""
-    from sketch_env.envs import _kendall_numba
+    from sketch_env.envs import kendall_kernels
 
     if kernel == "numba-parallel":
         import numba
 
         _launch_numba_threads()
-        getattr(_kendall_numba, parallel)(*args, numba.get_num_threads())
+        getattr(kendall_kernels, parallel)(*args, numba.get_num_threads())
     else:
-        getattr(_kendall_numba, serial)(*args, 1)
+        getattr(kendall_kernels, serial)(*args, 1)
 
 
 def resolve_kernel(kernel: str) -> str:

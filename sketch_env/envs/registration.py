@@ -1,9 +1,11 @@
 """The environment ids, registered with Gymnasium when ``sketch_env`` is imported.
 
 All ids are configurations of one class, :class:`~sketch_env.envs.retrieval.OnTheFlyRetrievalEnv`, with
-the batched :class:`~sketch_env.envs.vector.OnTheFlyRetrievalVectorEnv` as ``vector_entry_point``; spec
-kwargs are plain values (names, numbers, paths), so specs round-trip through JSON. Registering imports
-neither the env modules nor torch.
+the batched :class:`~sketch_env.envs.vector.OnTheFlyRetrievalVectorEnv` for ``gym.make_vec``; spec kwargs
+are plain values (names, numbers, paths), so specs round-trip through JSON. The entry points are the
+embedding layer's provisioning factories (:mod:`embeddings.provision`): the env classes take arrays, and
+turning a spec's names (dataset, backend, split) into arrays is that layer's work; gymnasium resolves the
+entry point by name when an env is made, so registering imports neither the env modules nor torch.
 
 =================================== ==========================================================================
 ``SketchEnv/OnTheFly-v0``           generic: pass ``dataset``, ``backend``, ``split``, ``steps``, ``schedule``,
@@ -21,11 +23,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["register_envs", "ENV_IDS", "DATASET_ENV_IDS", "env_id_for_dataset", "NAMESPACE", "SYNTHETIC_TRAIN"]
+__all__ = ["register_envs", "ENV_IDS", "DATASET_ENV_IDS", "env_id_for_dataset", "NAMESPACE", "SYNTHETIC_TRAIN",
+           "STROKE_ORDER_ENTRY_POINT"]
 
 NAMESPACE = "SketchEnv"
-ENTRY_POINT = "sketch_env.envs.retrieval:OnTheFlyRetrievalEnv"
-VECTOR_ENTRY_POINT = "sketch_env.envs.vector:OnTheFlyRetrievalVectorEnv"
+#: the factories that provision an env's data from its spec's names, then build the env (the layer above)
+ENTRY_POINT = "embeddings.provision:make_retrieval_env"
+VECTOR_ENTRY_POINT = "embeddings.provision:make_retrieval_vector_env"
+STROKE_ORDER_ENTRY_POINT = "embeddings.provision:make_stroke_order_env"
 
 #: the tiny backend of the synthetic configuration: trained in seconds on the CPU
 SYNTHETIC_TRAIN: dict[str, Any] = {

@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from sketch_env.envs.data import RetrievalData, load_retrieval_data
-from sketch_env.envs.engine import EnvOptions, RetrievalEngine, make_spaces
+from sketch_env.envs import step
+from sketch_env.envs.data import DataBackedEnv, RetrievalData
+from sketch_env.envs.engine import OPTION_NAMES, RetrievalEngine, make_options, make_spaces
 
-__all__ = ["OnTheFlyRetrievalEnv", "DATA_ARGUMENTS", "split_arguments"]
-
-#: the arguments that say which data the env reads (:func:`sketch_env.envs.data.load_retrieval_data`)
-DATA_ARGUMENTS = tuple(inspect.signature(load_retrieval_data).parameters)
-_OPTION_ARGUMENTS = tuple(EnvOptions.__dataclass_fields__)
+__all__ = ["OnTheFlyRetrievalEnv"]
 
 
-def split_arguments(data: RetrievalData | None, kwargs: dict[str, Any]) -> tuple[RetrievalData, EnvOptions]:
-    """Load (or take) the data and build the options from an env's keyword arguments."""
-    unknown = set(kwargs) - set(DATA_ARGUMENTS) - set(_OPTION_ARGUMENTS)
-    if unknown:
-        known = sorted(DATA_ARGUMENTS + _OPTION_ARGUMENTS)
-        raise TypeError(f"unknown argument(s) {sorted(unknown)}; the retrieval env takes {', '.join(known)}")
-    options = EnvOptions(**{k: kwargs[k] for k in _OPTION_ARGUMENTS if k in kwargs})
-    if data is None:
-        data = load_retrieval_data(**{k: kwargs[k] for k in DATA_ARGUMENTS if k in kwargs})
-    elif not isinstance(data, RetrievalData):
-        raise TypeError(f"data must be a RetrievalData, got {type(data).__name__}")
-    return data, options
-
-
-class OnTheFlyRetrievalEnv(gym.Env):
+class OnTheFlyRetrievalEnv(DataBackedEnv, gym.Env):
     """## Description
 
     On-the-fly fine-grained sketch-based image retrieval as an episode ("Sketch Less for More", Bhunia et
@@ -142,31 +124,10 @@ class OnTheFlyRetrievalEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
-    def __init__(
-        self,
-        dataset: str | None = None,
-        backend: str = "b1",
-        split: str = "train",
-        steps: int = 20,
-        schedule: str = "points",
-        reward: str = "paper",
-        data_root: str | None = None,
-        *,
-        render_mode: str | None = None,
-        kernel: str = "auto",
-        data: RetrievalData | None = None,
-        **kwargs: Any,
-    ) -> None:
-        kwargs.update(
-            dataset=dataset,
-            backend=backend,
-            split=split,
-            steps=steps,
-            schedule=schedule,
-            reward=reward,
-            data_root=data_root,
-        )
-        self.data, self.options = split_arguments(data, kwargs)
+    def __init__(self, data: RetrievalData | None = None, *, render_mode: str | None = None, kernel: str = "auto",
+                 **options: Any) -> None:
+        self.data = RetrievalData.check(data, "OnTheFlyRetrievalEnv")
+        self.options = make_options(options, "retrieval env")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         if render_mode == "rgb_array" and not self.data.can_render:
@@ -179,54 +140,16 @@ class OnTheFlyRetrievalEnv(gym.Env):
         self._episodes = 0
 
     @classmethod
-    def from_arrays(
-        cls,
-        sketch_features: np.ndarray,
-        gallery: np.ndarray,
-        photo_index: np.ndarray,
-        queries: np.ndarray | None = None,
-        **kwargs: Any,
-    ) -> OnTheFlyRetrievalEnv:
-        """An env on arrays (``RetrievalData.from_arrays``): features ``(n, S, F)``, an L2-normalised
-        gallery ``(P, d)``, each sketch's photo ``(n,)``, optionally own queries ``(n, S, d)``; ``kwargs``
-        are the behaviour arguments."""
-        return cls(data=RetrievalData.from_arrays(sketch_features, gallery, photo_index, queries), **kwargs)
-
-    # -- properties ----------------------------------------------------------------------------------
-    @property
-    def num_sketches(self) -> int:
-        """Sketches in the split (episodes of one pass)."""
-        return self.data.num_sketches
-
-    @property
-    def gallery_size(self) -> int:
-        return self.data.gallery_size
-
-    @property
-    def steps(self) -> int:
-        return self.data.steps
-
-    @property
-    def backend_checkpoint(self) -> str | None:
-        """The backend checkpoint the features come from (None for data from arrays)."""
-        return self.data.backend_checkpoint
+    def argument_names(cls) -> tuple[str, ...]:
+        """The keyword arguments of the env itself (the behaviour; the data come in ``data``)."""
+        return ("data", "render_mode", "kernel", *OPTION_NAMES)
 
     # -- the API -------------------------------------------------------------------------------------
-    def _choose_sketch(self, options: dict[str, Any] | None) -> int:
-        if options and options.get("sketch_index") is not None:
-            i = options["sketch_index"]
-            if not isinstance(i, (int, np.integer)) or not 0 <= i < self.num_sketches:
-                raise ValueError(f"options['sketch_index'] must be an int in [0, {self.num_sketches}), got {i!r}")
-            return int(i)
-        if self.options.order == "sequential":
-            return self._episodes % self.num_sketches
-        return int(self.np_random.integers(self.num_sketches))
-
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         if seed is not None:
             self._episodes = 0
-        sketch = self._choose_sketch(options)
+        sketch = step.choose_sketch(options, self.num_sketches, self.options.order, self._episodes, self.np_random)
         self._episodes += 1
         self._engine.begin(np.array([0]), np.array([sketch]))
         self._engine.last_info = None

@@ -36,13 +36,15 @@ set of drawn strokes) (``cache_size`` entries); :meth:`StrokeOrderParallelEnv.ca
 many canvases in one backend call (the greedy order uses it for all candidate strokes at once).
 
 Data arguments are the single-agent env's (``dataset``, ``backend``, ``split``, ``data_root``, ``scheme``,
-``distractors``, ...; :func:`sketch_env.envs.data.load_retrieval_data`), so the kanji and QMUL
-configurations and the seeding (``reset(seed=...)``; ``options={"sketch_index": i}``; ``order``) are the same.
+``distractors``, ...; :func:`embeddings.provision.load_retrieval_data`), given to
+:func:`sketch_env.stroke_order_v0.parallel_env`, so the kanji and QMUL configurations and the seeding
+(``reset(seed=...)``; ``options={"sketch_index": i}``; ``order``) are the same.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections import OrderedDict
 from typing import Any
 
@@ -51,10 +53,9 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
-from sketch_env import metrics
-from sketch_env.envs import kendall, rewards
-from sketch_env.envs.data import load_retrieval_data
-from sketch_env.envs.engine import ACTION_MODES, ORDERS, normalise_queries
+from sketch_env.envs import kendall, rewards, step
+from sketch_env.envs.data import RetrievalData
+from sketch_env.envs.engine import ACTION_MODES, ORDERS
 from sketch_env.render import render_sketch
 from sketch_env.sketch import Sketch
 
@@ -88,6 +89,9 @@ class StrokeOrderParallelEnv(ParallelEnv):
     """The stroke-order game (module docstring).
 
     Args:
+        data: a :class:`~sketch_env.envs.data.RetrievalData` with the dataset's records and the backend (the
+            canvases are embedded on the fly); :func:`sketch_env.stroke_order_v0.parallel_env` makes it from
+            the single-agent env's data arguments (``dataset``, ``backend``, ``split``, ...).
         max_strokes: ``M``, the sketcher's action count (default: the most strokes of a sketch in the dataset,
             either split; sketches with more strokes than ``M`` are an error when drawn).
         reward: a scheme of :mod:`sketch_env.envs.rewards`; ``gamma1``, ``gamma2``, ``reward_scale`` as in
@@ -97,19 +101,15 @@ class StrokeOrderParallelEnv(ParallelEnv):
         order: ``"random"`` or ``"sequential"`` choice of the episode's sketch.
         cache_size: canvases whose features are kept (LRU).
         action_bound, obs_bound: the Box bounds.
-        **data: the single-agent env's data arguments.
     """
 
     metadata = {"name": "stroke_order_v0", "render_modes": [], "is_parallelizable": True}
 
-    def __init__(self, max_strokes: int | None = None, reward: str = "paper", gamma1: float = 1.0,
-                 gamma2: float = 1.0, reward_scale: float = 1.0, action: str = "direct", sketch_less: bool = False,
-                 order: str = "random", cache_size: int = 20_000, action_bound: float = 1.0,
-                 obs_bound: float = 1000.0, kernel: str = "auto", render_mode: str | None = None,
-                 **data_kwargs: Any) -> None:
-        from embeddings.base import load_backend
-        from embeddings.train import resolve_device
-
+    def __init__(self, data: RetrievalData | None = None, max_strokes: int | None = None, reward: str = "paper",
+                 gamma1: float = 1.0, gamma2: float = 1.0, reward_scale: float = 1.0, action: str = "direct",
+                 sketch_less: bool = False, order: str = "random", cache_size: int = 20_000,
+                 action_bound: float = 1.0, obs_bound: float = 1000.0, kernel: str = "auto",
+                 render_mode: str | None = None) -> None:
         if render_mode is not None:
             raise ValueError("the stroke-order env has no render modes (render_mode must be None)")
         if action not in ACTION_MODES:
@@ -119,13 +119,11 @@ class StrokeOrderParallelEnv(ParallelEnv):
         rewards.local_reward(reward, np.ones(1))  # validates the scheme name
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
-        data_kwargs = dict(data_kwargs)
-        data_kwargs["steps"] = 1  # only the gallery and the split's records are read from the store
-        self.data = load_retrieval_data(**data_kwargs)
-        if self.data.sketch_records is None or self.data.backend_checkpoint is None:
-            raise ValueError("the stroke-order env needs a dataset and a backend checkpoint (not arrays)")
-        self.backend = load_backend(self.data.backend_checkpoint,
-                                    device=str(resolve_device(data_kwargs.get("backend_device", "auto"))))
+        self.data = RetrievalData.check(data, "StrokeOrderParallelEnv")
+        if self.data.sketch_records is None or self.data.backend is None:
+            raise ValueError("the stroke-order env needs a dataset's records and its backend (data provisioned by "
+                             "stroke_order_v0.parallel_env(dataset=..., backend=...)), not arrays")
+        self.backend = self.data.backend
         if self.backend.per_step:
             raise ValueError(f"backend {self.backend.name!r} has one model per step of a schedule; the stroke-order "
                              "env draws arbitrary stroke subsets: use a one-model backend (ts, b1, b2, meta)")
@@ -145,7 +143,7 @@ class StrokeOrderParallelEnv(ParallelEnv):
         self.order = order
         self.cache_size = int(cache_size)
         self.kernel = kendall.resolve_kernel(kernel)
-        self._prepared = metrics.prepare_gallery(self.data.gallery)
+        self._prepared = step.prepare_gallery(self.data.gallery)
         self.gallery_size = self.data.gallery_size
         self._pairs = self.gallery_size * (self.gallery_size - 1) // 2
         self._cache: OrderedDict[tuple[int, bytes], tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -159,6 +157,11 @@ class StrokeOrderParallelEnv(ParallelEnv):
         self._np_random, _ = seeding.np_random(None)
         self._episodes = 0
         self.render_mode = None
+
+    @classmethod
+    def argument_names(cls) -> tuple[str, ...]:
+        """The keyword arguments of the game itself (the data come in ``data``)."""
+        return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
 
     # -- spaces ----------------------------------------------------------------------------------------
     @functools.cache  # noqa: B019  (one env, two agents: the cache dies with the env)
@@ -224,10 +227,8 @@ class StrokeOrderParallelEnv(ParallelEnv):
     def true_ranks(self, queries: np.ndarray) -> np.ndarray:
         """Ranks of the current episode's true photo for queries ``(B, d)`` (normalised here), int64 ``(B,)``,
         without touching the episode (for look-ahead orders)."""
-        q = normalise_queries(np.atleast_2d(queries))
-        dist = metrics.euclidean_distance(q, None, prepared=self._prepared)
-        dist[~q.any(axis=1)] = 1.0
-        return metrics.rank(dist, np.full(len(q), self._photo))
+        q = step.queries_from_actions(np.atleast_2d(queries))
+        return step.true_ranks(step.distances(q, self._prepared), np.full(len(q), self._photo))
 
     @property
     def drawn(self) -> np.ndarray:
@@ -251,22 +252,11 @@ class StrokeOrderParallelEnv(ParallelEnv):
             obs["sketcher"] = {"observation": self.state(), "action_mask": mask}
         return obs
 
-    def _choose_sketch(self, options: dict[str, Any] | None) -> int:
-        n = len(self.sketches)
-        if options and options.get("sketch_index") is not None:
-            i = options["sketch_index"]
-            if not isinstance(i, (int, np.integer)) or not 0 <= i < n:
-                raise ValueError(f"options['sketch_index'] must be an int in [0, {n}), got {i!r}")
-            return int(i)
-        if self.order == "sequential":
-            return self._episodes % n
-        return int(self._np_random.integers(n))
-
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
             self._np_random, _ = seeding.np_random(seed)
             self._episodes = 0
-        self._sketch = self._choose_sketch(options)
+        self._sketch = step.choose_sketch(options, len(self.sketches), self.order, self._episodes, self._np_random)
         self._episodes += 1
         sketch = self.sketches[self._sketch]
         if sketch.num_strokes > self.max_strokes:
@@ -292,7 +282,7 @@ class StrokeOrderParallelEnv(ParallelEnv):
             raise ValueError(f"retriever action must have shape ({self._embed_dim},), got {a.shape}")
         if not np.isfinite(a).all():
             raise ValueError("retriever action contains NaN or inf")
-        return normalise_queries((self._own + a if self.action_mode == "residual" else a)[None])
+        return step.queries_from_actions(a[None], self._own[None] if self.action_mode == "residual" else None)
 
     def _stroke(self, action: Any) -> int:
         """The sketcher's stroke index (``action`` checked against the mask)."""
@@ -312,22 +302,16 @@ class StrokeOrderParallelEnv(ParallelEnv):
 
     def _score(self, q: np.ndarray) -> dict[str, Any]:
         """Rank query ``q`` for the current canvas; the reward and its parts."""
-        dist = metrics.euclidean_distance(q, None, prepared=self._prepared)
-        if not q.any():
-            dist[:] = 1.0
-        rank = metrics.rank(dist, np.array([self._photo]))
         first = self._scored == 0
-        count = np.array([not first])
-        order, disc = kendall.ranking_and_discordant(dist, self._prev_order, count, self.kernel)
-        self._prev_order = order
-        tau = np.array([np.nan if first else (disc[0] / self._pairs if self._pairs else 0.0)])
-        reward, local, glob = rewards.step_reward(self.reward_scheme, rank, tau, np.array([self._prev_tau]),
-                                                  self.gamma1, self.gamma2, self.reward_scale)
-        self._prev_tau = float(tau[0])
+        res = step.retrieval_step(q, self._prepared, np.array([self._photo]), self._prev_order,
+                                  np.array([self._prev_tau]), np.array([first]), self.reward_scheme, self.gamma1,
+                                  self.gamma2, self.reward_scale, kernel=self.kernel)
+        self._prev_order = res.order
+        self._prev_tau = float(res.tau[0])
         self._scored += 1
-        return {"reward": float(reward[0]), "rank": int(rank[0]), "kendall_tau": float(tau[0]),
-                "local_reward": float(np.asarray(local).reshape(-1)[0]),
-                "global_reward": float(np.asarray(glob).reshape(-1)[0])}
+        return {"reward": float(res.reward[0]), "rank": int(res.rank[0]), "kendall_tau": float(res.tau[0]),
+                "local_reward": float(np.asarray(res.local).reshape(-1)[0]),
+                "global_reward": float(np.asarray(res.glob).reshape(-1)[0])}
 
     def step(self, actions: dict[str, Any]):
         if not self.agents:

@@ -9,9 +9,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from sketch_env.envs.data import RetrievalData
-from sketch_env.envs.engine import RetrievalEngine, make_spaces
-from sketch_env.envs.retrieval import split_arguments
+from sketch_env.envs.data import DataBackedEnv, RetrievalData
+from sketch_env.envs.engine import OPTION_NAMES, RetrievalEngine, make_options, make_spaces
 
 __all__ = ["OnTheFlyRetrievalVectorEnv"]
 
@@ -24,7 +23,7 @@ _MODES = {
 }
 
 
-class OnTheFlyRetrievalVectorEnv(VectorEnv):
+class OnTheFlyRetrievalVectorEnv(DataBackedEnv, VectorEnv):
     """``num_envs`` :class:`~sketch_env.envs.retrieval.OnTheFlyRetrievalEnv` episodes in arrays.
 
     Every step computes all envs' queries, distances (one matrix product), ranks, rankings, Kendall-tau
@@ -68,7 +67,8 @@ class OnTheFlyRetrievalVectorEnv(VectorEnv):
             raise ValueError(f"autoreset_mode must be 'same_step' or 'next_step', got {autoreset_mode!r}")
         if render_mode is not None:
             raise ValueError("the batched env does not render; make a single env (gym.make) with render_mode")
-        self.data, self.options = split_arguments(data, kwargs)
+        self.data = RetrievalData.check(data, "OnTheFlyRetrievalVectorEnv")
+        self.options = make_options(kwargs, "batched retrieval env")
         self.num_envs = int(num_envs)
         self.render_mode = None
         self.metadata = {"autoreset_mode": _MODES[mode], "render_modes": []}
@@ -82,29 +82,9 @@ class OnTheFlyRetrievalVectorEnv(VectorEnv):
         self.compute, self.device = compute, str(device)
 
     @classmethod
-    def from_arrays(
-        cls,
-        num_envs: int,
-        sketch_features: np.ndarray,
-        gallery: np.ndarray,
-        photo_index: np.ndarray,
-        queries: np.ndarray | None = None,
-        **kwargs: Any,
-    ) -> OnTheFlyRetrievalVectorEnv:
-        """A batched env on arrays (see :meth:`OnTheFlyRetrievalEnv.from_arrays`)."""
-        return cls(num_envs, data=RetrievalData.from_arrays(sketch_features, gallery, photo_index, queries), **kwargs)
-
-    @property
-    def num_sketches(self) -> int:
-        return self.data.num_sketches
-
-    @property
-    def gallery_size(self) -> int:
-        return self.data.gallery_size
-
-    @property
-    def steps(self) -> int:
-        return self.data.steps
+    def argument_names(cls) -> tuple[str, ...]:
+        """The keyword arguments of the env itself (the behaviour; the data come in ``data``)."""
+        return ("num_envs", "data", "compute", "device", "autoreset_mode", "kernel", "render_mode", *OPTION_NAMES)
 
     # -- episodes ------------------------------------------------------------------------------------
     def _rng(self, i: int) -> np.random.Generator:

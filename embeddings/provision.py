@@ -1,0 +1,412 @@
+"""Provisioning: from an env spec's plain values to the data an environment runs on.
+
+The environments (:mod:`sketch_env.envs`) step arrays: a :class:`~sketch_env.envs.data.RetrievalData` of
+one split. This module makes one from names, which is what the registered ids and ``gym.make`` pass:
+:func:`load_retrieval_data` finds (or, if asked, trains) the backend checkpoint, opens its feature store
+(:func:`embeddings.store.open_backend_store`, built on first use with a progress bar), selects the split's
+sketches and photos and adds distractor photos; :func:`adapted_checkpoint` adapts a meta backend to a
+support set first. The registered ids' entry points are this module's factories
+(:func:`make_retrieval_env`, :func:`make_retrieval_vector_env`, :func:`make_stroke_order_env`): they
+provision the data, then build the env from it, so the env modules import only the backend interface and
+the data object while env specs stay JSON.
+
+Results are memoised per process, so the N single envs of a ``SyncVectorEnv`` load once.
+
+**Backend checkpoints.** ``backend`` is a path (a ``backend.pt`` or the run folder holding it) or a
+registry name (``ts``, ``b1``, ``b2``, ``b3``, ...) looked up, in order, in
+
+1. ``runs/embeddings/<dataset>-<scheme>/<backend>-s<seed>/backend.pt`` under the current directory, where
+   ``sketch-env embed train`` and ``sketch-env run`` write it;
+2. ``$SKETCH_ENV_CACHE/backends/<dataset>-<scheme>/<backend>-s<seed>[-<hash of train_options>]/``, where
+   ``train_if_missing`` trains it (used only once its ``history.json`` says training finished; an
+   interrupted training resumes from its ``last.pt``).
+
+**Splits.** ``"train"`` and ``"val"`` come from the dataset's training split: ``"val"`` is the part the
+backend held out for validation (photos with ``stable_fraction(name, "val") < val_fraction``, the
+backend's own ``val_fraction``; :func:`embeddings.train.validation_mask`) and their sketches, ``"train"``
+the rest; so the backend never trained on ``"val"`` and agents can select checkpoints on it. ``"test"``
+is the dataset's test split. The gallery holds the split's photos; ``distractors=True`` appends all other
+photos of the dataset (the README's "all photos" gallery), so the true photo indices are unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embeddings.base import backend_names, first_use_training, load_backend, training_command
+from sketch_env.cache import cache_dir, stable_hash
+from sketch_env.datasets import NEEDS_ROOT, make_dataset
+from sketch_env.device import resolve_device
+from sketch_env.envs.data import ENV_SPLITS, RetrievalData
+
+__all__ = ["load_retrieval_data", "resolve_backend_checkpoint", "adapted_checkpoint", "DEFAULT_TRAIN",
+           "DATA_ARGUMENTS", "make_retrieval_env", "make_retrieval_vector_env", "make_stroke_order_env"]
+
+#: training run used by ``train_if_missing`` when no ``train_options`` are given: what ``sketch-env run`` does
+DEFAULT_TRAIN: dict[str, Any] = {"minutes": 10.0, "epochs": 60}
+
+_MEMO: OrderedDict[tuple, RetrievalData] = OrderedDict()
+_MEMO_SIZE = 4
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+
+
+def _is_path(backend: str) -> bool:
+    return backend.lower() not in backend_names() or Path(backend).exists()
+
+
+def _train_flags(train: dict[str, Any]) -> str:
+    flags = []
+    for key in ("minutes", "epochs", "seed"):
+        if train.get(key) is not None:
+            flags.append(f"--{key} {train[key]:g}" if isinstance(train[key], float) else f"--{key} {train[key]}")
+    return " ".join(flags)
+
+
+def resolve_backend_checkpoint(
+    backend: str,
+    dataset: str,
+    scheme: str,
+    root: str | None = None,
+    seed: int = 0,
+    train_if_missing: bool = False,
+    train_options: dict[str, Any] | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> Path:
+    """The ``backend.pt`` to use (module docstring), training it first if missing and ``train_if_missing``.
+
+    ``train_options`` are :class:`embeddings.train.TrainConfig` fields (``minutes``, ``epochs``,
+    ``backend_options``, ...) for that training; default :data:`DEFAULT_TRAIN`.
+    """
+    if _is_path(backend):
+        path = Path(backend)
+        path = path / "backend.pt" if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"backend {backend!r}: no checkpoint at {path}; pass a registry name "
+                f"({', '.join(backend_names())}) or the path of a backend.pt written by "
+                "`sketch-env embed train`"
+            )
+        return path
+
+    from embeddings.train import TrainConfig
+
+    name = backend.lower()
+    train = dict(DEFAULT_TRAIN if train_options is None else train_options)
+    train["seed"] = seed
+    folder = f"{name}-s{seed}" if train_options is None else f"{name}-s{seed}-{stable_hash(train_options, 8)}"
+    cached = cache_dir("backends") / f"{dataset}-{scheme}" / folder / "backend.pt"
+    runs = TrainConfig(backend=name, dataset=dataset, seed=seed).output_dir(scheme) / "backend.pt"
+    if train_options is None and runs.is_file():
+        if not (runs.parent / "history.json").is_file():
+            print(f"sketch_env: note: {runs} is from a training run that has not finished", file=sys.stderr)
+        return runs
+    if cached.is_file() and (cached.parent / "history.json").is_file():
+        return cached
+    command = training_command(name, dataset, scheme, root, _train_flags(train))
+    looked = f"./{runs} or {cached}" if train_options is None else str(cached)
+    if not train_if_missing:
+        raise FileNotFoundError(
+            f"no trained {name!r} backend for dataset {dataset!r} (scheme {scheme!r}) at {looked}. Train one with\n"
+            f"    {command}\n"
+            f"or pass train_if_missing=True to train it into {cached.parent} on first use, or backend=PATH "
+            "to a backend.pt."
+        )
+    if not first_use_training(name):
+        raise ValueError(f"the {name!r} backend is not trained on first use: train it with `{command}` "
+                         f"and pass backend=PATH to its backend.pt")
+    from embeddings.train import train_backend
+
+    budget = f"{train['minutes']:g} minutes" if train.get("minutes") else f"{train.get('epochs', 30)} epochs"
+    verb = "resuming the interrupted training of" if (cached.parent / "last.pt").is_file() else "training"
+    print(
+        f"sketch_env: no trained {name!r} backend for {dataset!r} at {looked}; {verb} it now "
+        f"({budget} at most, device {train.get('device', device)}, resumable if interrupted) into {cached.parent}. "
+        f"The same by hand: {command}. Then the split's features are computed once and cached.",
+        file=sys.stderr,
+        flush=True,
+    )
+    cfg = TrainConfig(
+        **{
+            "backend": name,
+            "dataset": dataset,
+            "root": root,
+            "scheme": scheme,
+            "device": device,
+            "progress": progress,
+            **train,
+            "out": str(cached.parent),
+        }
+    )
+    return train_backend(cfg)
+
+
+# ----------------------------------------------------------------------------------------- loading
+
+
+def _split_selection(photo_names: list[str], store_photo_index: np.ndarray, split: str, val_fraction: float | None,
+                     backend_val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(keep, sketch_rows)``: which of the store's photos form the split's gallery (bool), and the store rows
+    of the split's sketches (those of kept photos)."""
+    if split == "test":
+        keep = np.ones(len(photo_names), dtype=bool)
+    else:
+        from embeddings.train import validation_mask
+
+        held_out = validation_mask(photo_names, backend_val_fraction if val_fraction is None else val_fraction)
+        keep = held_out if split == "val" else ~held_out
+    return keep, np.flatnonzero(keep[store_photo_index])
+
+
+def load_retrieval_data(
+    dataset: str | None = None,
+    backend: str = "b1",
+    split: str = "train",
+    steps: int = 20,
+    schedule: str = "points",
+    data_root: str | None = None,
+    scheme: str | None = None,
+    distractors: bool = False,
+    val_fraction: float | None = None,
+    backend_seed: int = 0,
+    train_if_missing: bool = False,
+    train_options: dict[str, Any] | None = None,
+    backend_device: str = "auto",
+    progress: bool = True,
+    adapt: dict[str, Any] | None = None,
+) -> RetrievalData:
+    """The :class:`RetrievalData` of an env spec's values (the environment's Arguments; module docstring).
+
+    ``dataset=None`` means the dataset (and split scheme) the checkpoint records when ``backend`` is a path,
+    else kanji; a named dataset evaluates the checkpoint on that dataset.
+
+    ``adapt`` (meta backend only) runs episodes on the backend adapted to a support set
+    (:func:`adapted_checkpoint`): ``{"shots": k, "steps": K, "category": name or None, "seed": s,
+    "split": "train" | "test"}``.
+
+    Memoised per process on the arguments and the checkpoint file's size and modification time.
+    """
+    if split not in ENV_SPLITS:
+        raise ValueError(f"split must be one of {ENV_SPLITS}, got {split!r}")
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    backend = str(backend)
+    if dataset is None and not _is_path(backend):
+        dataset = "kanji"
+    if dataset is not None and dataset.lower() in NEEDS_ROOT and data_root is None:
+        raise ValueError(
+            f"dataset {dataset!r} is read from your disk: pass data_root=PATH "
+            f"(e.g. gym.make(..., data_root='/data/ShoeV2') for QMUL-Shoe-V2: the folder holding "
+            f"ShoeV2_Coordinate and photo/)"
+        )
+    kwargs = dict(
+        dataset=dataset,
+        backend=backend,
+        split=split,
+        steps=int(steps),
+        schedule=schedule,
+        data_root=None if data_root is None else str(data_root),
+        scheme=scheme,
+        distractors=bool(distractors),
+        val_fraction=val_fraction,
+        backend_seed=int(backend_seed),
+        train_if_missing=bool(train_if_missing),
+        train_options=train_options,
+        backend_device=backend_device,
+        progress=progress,
+        adapt=None if adapt is None else dict(adapt),
+    )
+
+    if _is_path(backend):
+        checkpoint = resolve_backend_checkpoint(backend, "", "")
+    else:
+        ds = make_dataset(dataset, root=data_root, **({"scheme": scheme} if scheme else {}))
+        checkpoint = resolve_backend_checkpoint(
+            backend, ds.name, ds.scheme, root=data_root, seed=backend_seed, train_if_missing=train_if_missing,
+            train_options=train_options, device=backend_device, progress=progress,
+        )
+        dataset, scheme = ds.name, ds.scheme
+    if adapt is not None:
+        checkpoint = adapted_checkpoint(checkpoint, adapt, dataset=dataset, data_root=kwargs["data_root"],
+                                        scheme=scheme, device=backend_device)
+    checkpoint = checkpoint.resolve()
+    stat = checkpoint.stat()
+    memo_key = (str(checkpoint), stat.st_mtime_ns, stat.st_size, dataset, kwargs["data_root"], scheme, split,
+                int(steps), schedule, bool(distractors), val_fraction)
+    if memo_key in _MEMO:
+        _MEMO.move_to_end(memo_key)
+        return _MEMO[memo_key]
+    data = _build_data(checkpoint, kwargs, dataset, scheme)
+    _MEMO[memo_key] = data
+    while len(_MEMO) > _MEMO_SIZE:
+        _MEMO.popitem(last=False)
+    return data
+
+
+def _build_data(checkpoint: Path, kwargs: dict[str, Any], dataset: str | None, scheme: str | None) -> RetrievalData:
+    """Open the feature store of ``checkpoint`` and cut the split's arrays out of it."""
+    from embeddings.store import gallery_embeddings, open_backend_store
+    from sketch_env.schedule import make_schedule
+
+    split, steps, schedule = kwargs["split"], kwargs["steps"], kwargs["schedule"]
+    store_split = "test" if split == "test" else "train"
+    net, ds, store = open_backend_store(
+        checkpoint, store_split, steps=steps, schedule=schedule, dataset=dataset, root=kwargs["data_root"],
+        scheme=scheme, device=kwargs["backend_device"], progress=kwargs["progress"],
+    )
+    photos = ds.photos(store_split)
+    records = ds.sketches(store_split)
+    backend_val = float((net.config.get("train_split") or {}).get("val_fraction", 0.05))
+    keep, sketch_rows = _split_selection([p.instance for p in photos], store.photo_index, split,
+                                         kwargs["val_fraction"], backend_val)
+    photo_ids = np.flatnonzero(keep)
+    if len(sketch_rows) == 0:
+        raise ValueError(
+            f"split {split!r} of {ds.name} ({ds.scheme}) has no sketches: {len(photo_ids)} of "
+            f"{len(photos)} photos selected (val_fraction={kwargs['val_fraction'] or backend_val})"
+        )
+    remap = np.full(len(photos), -1, dtype=np.int64)
+    remap[photo_ids] = np.arange(len(photo_ids))
+    gallery = [np.asarray(store.gallery)[photo_ids]]
+    photo_records = [photos[i] for i in photo_ids]
+    if kwargs["distractors"]:
+        others = np.flatnonzero(~keep)
+        gallery.append(np.asarray(store.gallery)[others])
+        photo_records += [photos[i] for i in others]
+        other_split = "train" if store_split == "test" else "test"
+        gallery.append(gallery_embeddings(net, ds, other_split, progress=kwargs["progress"]))
+        photo_records += list(ds.photos(other_split))
+    return RetrievalData(
+        sketch_features=store.sketch_features,
+        gallery=np.ascontiguousarray(np.concatenate(gallery), dtype=np.float32),
+        photo_index=remap[store.photo_index[sketch_rows]],
+        queries=store.queries,
+        sketch_rows=sketch_rows,
+        description=f"{ds.name}/{ds.scheme}/{split}{' +distractors' if kwargs['distractors'] else ''} ({checkpoint})",
+        dataset=ds,
+        sketch_records=[records[i] for i in sketch_rows],
+        photo_records=photo_records,
+        schedule=make_schedule(schedule, steps),
+        render_config=net.render_config,
+        load_kwargs=kwargs,
+        loader=load_retrieval_data,
+        backend_checkpoint=str(checkpoint),
+        backend=net,
+    )
+
+
+#: the arguments that say which data an env reads (:func:`load_retrieval_data`)
+DATA_ARGUMENTS = tuple(inspect.signature(load_retrieval_data).parameters)
+
+_ADAPT_KEYS = {"shots": 5, "steps": None, "category": None, "seed": 0, "split": "train"}
+
+
+def adapted_checkpoint(checkpoint: str | Path, adapt: dict[str, Any], dataset: str | None = None,
+                       data_root: str | None = None, scheme: str | None = None, device: str = "auto") -> Path:
+    """The checkpoint of the meta backend ``checkpoint`` adapted to a support set, made on first use and
+    cached (written atomically) under ``$SKETCH_ENV_CACHE/backends/adapted/``, keyed by the backend's
+    fingerprint and ``adapt``.
+
+    ``adapt``: ``shots`` (k, 5) support sketches of distinct photos, drawn by ``seed`` (0) from split
+    ``split`` (``"train"`` or ``"test"``) among the sketches of ``category`` (None: of the whole split), as
+    :func:`embeddings.meta_train.adaptation_tasks` draws them; the photos of that category (or split) are
+    the unlabelled gallery of negatives; ``steps`` inner steps (None: the backend's ``inner_steps``).
+    """
+    from embeddings.meta_train import adaptation_tasks
+    from sketch_env.render import render_sketch
+
+    unknown = set(adapt) - set(_ADAPT_KEYS)
+    if unknown:
+        raise ValueError(f"adapt: unknown key(s) {sorted(unknown)}; it takes {sorted(_ADAPT_KEYS)}")
+    spec = {**_ADAPT_KEYS, **adapt}
+    if spec["split"] not in ("train", "test"):
+        raise ValueError(f"adapt: split must be 'train' or 'test', got {spec['split']!r}")
+    net = load_backend(checkpoint, device=str(resolve_device(device)))
+    if not callable(getattr(net, "adapt", None)):
+        raise ValueError(f"adapt= needs a backend that adapts to a support set (the meta backend); "
+                         f"{checkpoint} holds {net.name!r}")
+    ds = make_dataset(dataset or net.config["dataset"], root=data_root,
+                      **({"scheme": scheme or net.config["scheme"]}))
+    key = stable_hash({"backend": net.fingerprint(), "dataset": ds.name, "scheme": ds.scheme, "adapt": spec}, 16)
+    out = cache_dir("backends") / "adapted" / key / "backend.pt"
+    if out.is_file():
+        return out
+    level = "category" if spec["category"] is not None else "style"
+    tasks = adaptation_tasks(ds, int(spec["shots"]), int(spec["seed"]), split=spec["split"], level=level)
+    if spec["category"] is not None:
+        tasks = [t for t in tasks if t.name == spec["category"]]
+        if not tasks:
+            cats = sorted({p.category for p in ds.photos(spec["split"])})
+            raise ValueError(f"adapt: no category {spec['category']!r} in the {spec['split']} split of {ds.name} "
+                             f"({ds.scheme}); it has {', '.join(cats[:20])}{' ...' if len(cats) > 20 else ''}")
+    task = tasks[0]
+    records = ds.sketches(spec["split"])
+    photos = ds.photos(spec["split"])
+    sketch_photo = ds.photo_index(spec["split"])
+    rasters = np.stack([render_sketch(records[sid].sketch, net.render_config) for sid in task.support])
+    support_photos = ds.load_photos([photos[i] for i in sketch_photo[task.support]], net.photo_size)
+    gallery = ds.load_photos([photos[i] for i in task.gallery], net.photo_size)
+    adapted = net.adapt((rasters, support_photos), steps=spec["steps"], gallery=gallery,
+                        description=f"{ds.name}/{ds.scheme}/{spec['split']} {task.name}: {spec}")
+    adapted.save(out, extra={"source_checkpoint": str(checkpoint)})
+    return out
+
+
+# --------------------------------------------------------------------------------- env factories
+
+
+def _split_env_kwargs(kwargs: dict[str, Any], option_names: tuple[str, ...], what: str
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(data kwargs, env kwargs)``; an argument of neither kind is a TypeError listing both."""
+    unknown = set(kwargs) - set(DATA_ARGUMENTS) - set(option_names)
+    if unknown:
+        known = sorted(set(DATA_ARGUMENTS) | set(option_names))
+        raise TypeError(f"unknown argument(s) {sorted(unknown)}; the {what} takes {', '.join(known)}")
+    data = {k: v for k, v in kwargs.items() if k in DATA_ARGUMENTS}
+    return data, {k: v for k, v in kwargs.items() if k not in DATA_ARGUMENTS}
+
+
+def make_retrieval_env(**kwargs: Any):
+    """The entry point of the ``SketchEnv/OnTheFly-*`` ids: provision the data (:func:`load_retrieval_data`)
+    and build :class:`~sketch_env.envs.retrieval.OnTheFlyRetrievalEnv` from it (the env's Arguments)."""
+    from sketch_env.envs.retrieval import OnTheFlyRetrievalEnv
+
+    if kwargs.get("data") is not None:
+        return OnTheFlyRetrievalEnv(**kwargs)
+    data_kwargs, env_kwargs = _split_env_kwargs(kwargs, OnTheFlyRetrievalEnv.argument_names(), "retrieval env")
+    return OnTheFlyRetrievalEnv(data=load_retrieval_data(**data_kwargs), **env_kwargs)
+
+
+make_retrieval_env.metadata = {"render_modes": ["rgb_array"], "render_fps": 4}  # what gym.make reads
+
+
+def make_retrieval_vector_env(num_envs: int = 1, **kwargs: Any):
+    """The vector entry point of the ids: the data, then
+    :class:`~sketch_env.envs.vector.OnTheFlyRetrievalVectorEnv` of ``num_envs`` envs."""
+    from sketch_env.envs.vector import OnTheFlyRetrievalVectorEnv
+
+    if kwargs.get("data") is not None:
+        return OnTheFlyRetrievalVectorEnv(num_envs, **kwargs)
+    data_kwargs, env_kwargs = _split_env_kwargs(kwargs, OnTheFlyRetrievalVectorEnv.argument_names(),
+                                                "batched retrieval env")
+    return OnTheFlyRetrievalVectorEnv(num_envs, data=load_retrieval_data(**data_kwargs), **env_kwargs)
+
+
+def make_stroke_order_env(**kwargs: Any):
+    """The stroke-order game (:class:`~sketch_env.envs.stroke_order.StrokeOrderParallelEnv`) on the data of
+    the single env's data arguments; only the gallery, the split's records and the backend are read."""
+    from sketch_env.envs.stroke_order import StrokeOrderParallelEnv
+
+    if kwargs.get("data") is not None:
+        return StrokeOrderParallelEnv(**kwargs)
+    data_kwargs, env_kwargs = _split_env_kwargs(kwargs, StrokeOrderParallelEnv.argument_names(), "stroke-order env")
+    data_kwargs["steps"] = 1  # features of arbitrary stroke subsets are computed on the fly, not read
+    return StrokeOrderParallelEnv(data=load_retrieval_data(**data_kwargs), **env_kwargs)

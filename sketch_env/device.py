@@ -1,0 +1,33 @@
+"""The one device resolver of the package.
+
+Every ``device`` argument (embedding training, feature caching, the policy of an RL method, the fast
+trainer, the batched env's ``compute="torch"``) goes through :func:`resolve_device`, so ``"auto"`` means
+one thing everywhere: **a CUDA GPU when torch sees one, else the CPU**. Where the CPU is the better default
+whatever the machine (SB3's policy of one linear layer: kernel launches and transfers cost more than the
+product), the option's default is ``"cpu"``, not ``"auto"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["resolve_device"]
+
+
+def resolve_device(device: Any = "auto"):
+    """``torch.device`` of ``device``: ``"auto"`` is CUDA when available, else CPU; ``"cuda"`` without a GPU
+    is a clear error."""
+    import torch
+
+    if isinstance(device, torch.device):
+        dev = device
+    elif device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {str(dev)!r} asked for, but torch sees no CUDA device")
+    return dev
