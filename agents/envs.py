@@ -42,36 +42,31 @@ def make_sb3_vec_env(env_id: str, n_envs: int, seed: int, split: str = "train", 
     return venv
 
 
-def policy_start(env_id: str, env_kwargs: dict[str, Any], with_query_layer: bool = True) -> dict[str, Any]:
-    """What the policy starts from, read off the training split of the env: ``obs_scale`` = ``1 / mean ||f||_1``
-    of the features (see :class:`agents.policy.ScaledFlatten`) and, with ``with_query_layer``, ``(c W, c b)``
-    of the backend, whose query is ``normalise(W f + b)``.
+def policy_start(data: Any, action_bound: float, with_query_layer: bool = True) -> dict[str, Any]:
+    """What the policy starts from, read off the training split's :class:`~sketch_env.envs.data.RetrievalData`:
+    ``obs_scale`` = ``1 / mean ||f||_1`` of the features (see :class:`agents.policy.ScaledFlatten`) and, with
+    ``with_query_layer``, ``(c W, c b)`` of the backend, whose query is ``normalise(W f + b)``.
 
-    The env normalises the action, so any ``c > 0`` gives the same query; ``c = 1 / max_f ||W f + b||`` over
-    the training features keeps every mean action inside the action box (SB3 clips actions to the box,
-    which would bend the direction of a larger one).
+    The env normalises the action, so any ``c > 0`` gives the same query; ``c = action_bound / max_f ||W f +
+    b||`` over the training features keeps every mean action inside the action box (SB3 clips actions to the
+    box, which would bend the direction of a larger one).
     """
-    import sketch_env  # noqa: F401
-    from embeddings.base import load_backend
-
-    env = gym.make(env_id, **dict(env_kwargs, split="train"))
-    try:
-        data = env.unwrapped.data
-        # the training split's rows only (the store also holds the validation sketches)
-        rows = np.unique(data.rows(np.arange(data.num_sketches)))
-        feats = np.asarray(data.sketch_features[rows], dtype=np.float32).reshape(-1, data.sketch_features.shape[-1])
-        out: dict[str, Any] = {"obs_scale": float(1.0 / max(np.abs(feats).sum(axis=1).mean(), 1e-12))}
-        if with_query_layer:
-            backend = load_backend(data.backend_checkpoint)
-            if getattr(backend, "per_step", False):
-                raise ValueError("a per-step backend (B3) has no single query layer to start the policy from")
-            weight, bias = (np.asarray(a, dtype=np.float64) for a in backend.query_layer())
-            norm = max(float(np.linalg.norm(feats[i : i + 65536] @ weight.T + bias, axis=1).max())
-                       for i in range(0, len(feats), 65536))
-            scale = float(env.action_space.high.min()) / max(norm, 1e-12)
-            out.update(weight=(weight * scale).astype(np.float32), bias=(bias * scale).astype(np.float32))
-    finally:
-        env.close()
+    # the training split's rows only (the store also holds the validation sketches)
+    rows = np.unique(data.rows(np.arange(data.num_sketches)))
+    feats = np.asarray(data.sketch_features[rows], dtype=np.float32).reshape(-1, data.sketch_features.shape[-1])
+    out: dict[str, Any] = {"obs_scale": float(1.0 / max(np.abs(feats).sum(axis=1).mean(), 1e-12))}
+    if with_query_layer:
+        backend = data.backend
+        if backend is None:
+            raise ValueError("the policy starts from the backend's query layer, and these data carry no backend "
+                             "(data from arrays): set policy_kwargs init_from_backend: false")
+        if getattr(backend, "per_step", False):
+            raise ValueError("a per-step backend (B3) has no single query layer to start the policy from")
+        weight, bias = (np.asarray(a, dtype=np.float64) for a in backend.query_layer())
+        norm = max(float(np.linalg.norm(feats[i : i + 65536] @ weight.T + bias, axis=1).max())
+                   for i in range(0, len(feats), 65536))
+        scale = float(action_bound) / max(norm, 1e-12)
+        out.update(weight=(weight * scale).astype(np.float32), bias=(bias * scale).astype(np.float32))
     return out
 
 

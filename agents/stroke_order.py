@@ -7,6 +7,10 @@ sketcher's. SuperSuit's conversions are not used (they break SB3's seeding and t
 adapter exposes ``action_masks()``, which sb3-contrib's ``MaskablePPO`` reads, so the policy only ever
 chooses strokes not yet drawn.
 
+A sketcher's training run (:func:`train_sketcher`) is a run folder like an RL method's: its settings are
+checked before it resumes (:func:`sketch_env.runs.check_resume`), ``checkpoint.pt`` is written atomically
+after every PPO update, and ``policy.pt`` with ``train.json`` once it is done.
+
 Stroke orders compared by ``benchmarks/stroke_order.py``: the human order (the dataset's), a random order,
 a greedy one-step look-ahead (at each step the stroke whose canvas ranks the true photo best with the
 given retriever; it peeks at the true photo's rank, so it is an upper reference, not a method) and the
@@ -15,7 +19,11 @@ learned sketcher.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -26,11 +34,14 @@ from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from sketch_env.cache import atomic_path, write_json
 from sketch_env.envs.stroke_order import DESCRIPTOR_INDEX, DESCRIPTOR_SIZE, StrokeOrderParallelEnv
+from sketch_env.runs import check_resume
 
 __all__ = ["Retriever", "frozen_retriever", "policy_retriever", "SketcherGymEnv", "play_episode",
            "human_chooser", "longest_first_chooser", "random_chooser", "greedy_chooser", "policy_chooser",
-           "strokes_to_top", "StrokeScoringExtractor", "StrokeScoringPolicy", "SKETCHER_POLICIES", "make_sketcher"]
+           "strokes_to_top", "StrokeScoringExtractor", "StrokeScoringPolicy", "SKETCHER_POLICIES", "make_sketcher",
+           "SketcherTrainConfig", "train_sketcher", "load_sketcher"]
 
 #: features (F,) and the backend's own query (d,) of the canvas -> the retriever's action (d,)
 Retriever = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -258,3 +269,131 @@ def make_sketcher(env: Any, seed: int, policy: str = "strokes", device: str = "c
                 "verbose": 0} | ppo_kwargs
     return MaskablePPO(StrokeScoringPolicy if policy == "strokes" else "MlpPolicy", env, seed=seed,
                        device=device, **settings)
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+@dataclass
+class SketcherTrainConfig:
+    """One sketcher's training run (``MaskablePPO`` against a fixed retriever)."""
+
+    out: str
+    """run folder: ``policy.pt`` and ``train.json`` when done, ``checkpoint.pt`` while training"""
+    seed: int = 0
+    timesteps: int = 100_000
+    reward: str = "top5"
+    """the game's reward scheme for the sketcher"""
+    n_envs: int = 8
+    policy: str = "strokes"
+    """:data:`SKETCHER_POLICIES`"""
+    progress: bool = True
+    label: str = "sketcher"
+    """how progress lines name the run"""
+
+    def settings(self) -> dict[str, Any]:
+        """What a resumed or reused run must match (the rest is bookkeeping)."""
+        return {k: v for k, v in asdict(self).items() if k in ("timesteps", "reward", "n_envs", "policy")}
+
+
+class _TqdmSteps:
+    """An SB3 callback showing env steps on a tqdm bar (SB3's own progress bar needs `rich`, which is not a
+    dependency)."""
+
+    def __new__(cls, total: int, desc: str):
+        from stable_baselines3.common.callbacks import BaseCallback
+        from tqdm.auto import tqdm
+
+        class _Bar(BaseCallback):
+            def _on_training_start(self) -> None:
+                self.bar = tqdm(total=total, desc=desc, unit="step", mininterval=1.0)
+
+            def _on_step(self) -> bool:
+                self.bar.update(self.training_env.num_envs)
+                return True
+
+            def _on_training_end(self) -> None:
+                self.bar.close()
+
+        return _Bar()
+
+
+def _checkpoint_callback(path: Path, settings: dict, seconds_before: float):
+    """An SB3 callback that saves the sketcher's training state to ``path`` (atomically) after every update:
+    the policy and optimiser state dicts, the env steps done, the training settings and the seconds spent."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class _Saver(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.t0, self.saved_at = time.perf_counter(), self.model.num_timesteps
+
+        def _on_rollout_start(self) -> None:  # called after the previous rollout's update
+            if self.model.num_timesteps > self.saved_at:
+                state = {"policy": self.model.policy.state_dict(),
+                         "optimizer": self.model.policy.optimizer.state_dict(),
+                         "num_timesteps": int(self.model.num_timesteps), "settings": settings,
+                         "seconds": seconds_before + time.perf_counter() - self.t0}
+                with atomic_path(path) as tmp:
+                    torch.save(state, tmp)
+                self.saved_at = self.model.num_timesteps
+
+        def _on_step(self) -> bool:
+            return True
+
+    return _Saver()
+
+
+def train_sketcher(cfg: SketcherTrainConfig, make_game: Callable[[], StrokeOrderParallelEnv],
+                   retriever: Retriever | None = None) -> Path:
+    """Train (unless done) a sketcher on ``cfg.n_envs`` games from ``make_game`` against ``retriever`` (None:
+    each game's frozen backend); returns its ``policy.pt``.
+
+    A finished run with the same settings is reused, one with other settings refused. A training killed
+    midway resumes from ``checkpoint.pt`` (read with ``torch.load(weights_only=True)``): the policy, Adam
+    state and step count continue; the env episodes and random streams start afresh, so a resumed sketcher
+    is a run of the same settings, not bit for bit the uninterrupted one."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    out = Path(cfg.out)
+    path = out / "policy.pt"
+    wanted = cfg.settings()
+    if path.is_file():
+        done = json.loads((out / "train.json").read_text()) if (out / "train.json").is_file() else None
+        check_resume(path, done, wanted, ignore=("seconds", "resumed_from"))
+        return path
+    out.mkdir(parents=True, exist_ok=True)
+    games = [make_game() for _ in range(cfg.n_envs)]
+    venv = DummyVecEnv([lambda g=g: SketcherGymEnv(g, retriever) for g in games])
+    venv.seed(cfg.seed)
+    model = make_sketcher(venv, cfg.seed, cfg.policy)
+    ckpt, resumed_from, seconds_before = out / "checkpoint.pt", 0, 0.0
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        check_resume(ckpt, state.get("settings"), wanted)
+        model.policy.load_state_dict(state["policy"])
+        model.policy.optimizer.load_state_dict(state["optimizer"])
+        model.num_timesteps = resumed_from = int(state["num_timesteps"])
+        seconds_before = float(state["seconds"])
+        print(f"[{cfg.label}] resuming from {ckpt} at {resumed_from} steps", flush=True)
+    t0 = time.perf_counter()
+    callbacks = [_checkpoint_callback(ckpt, wanted, seconds_before)]
+    if cfg.progress:
+        callbacks.append(_TqdmSteps(cfg.timesteps - resumed_from, cfg.label))
+    model.learn(cfg.timesteps - resumed_from, callback=callbacks, reset_num_timesteps=resumed_from == 0)
+    seconds = seconds_before + time.perf_counter() - t0
+    # the settings first, then the policy (both atomic): a policy.pt never exists without its train.json
+    write_json(out / "train.json", {"seconds": round(seconds, 1), **wanted, "resumed_from": resumed_from}, indent=None)
+    with atomic_path(path) as tmp:
+        torch.save(model.policy.state_dict(), tmp)
+    ckpt.unlink(missing_ok=True)
+    print(f"[{cfg.label}] {cfg.timesteps} steps in {seconds / 60:.1f} min", flush=True)
+    return path
+
+
+def load_sketcher(path: str | Path, game: StrokeOrderParallelEnv, seed: int = 0, policy: str = "strokes"):
+    """A trained sketcher's ``policy.pt`` (``torch.load(weights_only=True)``) as a ``MaskablePPO`` on ``game``."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    model = make_sketcher(DummyVecEnv([lambda: SketcherGymEnv(game)]), seed, policy)
+    model.policy.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model

@@ -161,14 +161,17 @@ def split_hyperparams(algo: str, hp: dict[str, Any]) -> tuple[dict[str, Any], di
     return learn_hp, policy_kwargs, n_envs, None if n_timesteps is None else int(n_timesteps), init_from_backend
 
 
-def build_agent(algo: str, env_id: str, env_kwargs: dict[str, Any], hp: dict[str, Any], env: Any, seed: int,
-                device: str = "cpu", tensorboard_log: str | None = None) -> Any:
-    """A new SB3 agent of method ``algo`` on ``env`` (an SB3 ``VecEnv``), its mean layer started from the
-    backend (``init_from_backend``): the model both training paths start from and save."""
+def build_agent(algo: str, hp: dict[str, Any], env: Any, seed: int, device: str = "cpu",
+                tensorboard_log: str | None = None) -> Any:
+    """A new SB3 agent of method ``algo`` on ``env`` (:class:`~sketch_env.envs.sb3.SB3VecEnv` over the native
+    vector env of the training split), its mean layer started from the backend (``init_from_backend``): the
+    model both training paths start from and save."""
     cls, fixed, _ = algorithm_spec(algo)
     learn_hp, policy_kwargs, _, _, init_from_backend = split_hyperparams(algo, hp)
-    residual = env_kwargs.get("action", "direct") == "residual"
-    start = policy_start(env_id, env_kwargs, with_query_layer=init_from_backend and not residual)
+    native = env.venv
+    residual = native.options.action == "residual"
+    start = policy_start(native.data, float(native.single_action_space.high.min()),
+                         with_query_layer=init_from_backend and not residual)
     policy_kwargs.setdefault("obs_scale", start["obs_scale"])
     model = cls(LinearGaussianPolicy, env, policy_kwargs=policy_kwargs, seed=seed, device=device,
                 tensorboard_log=tensorboard_log, verbose=0, **fixed, **learn_hp)
@@ -227,7 +230,7 @@ def train_agent(cfg: RLTrainConfig) -> Path:
         print(f"resuming {out} at {model.num_timesteps} env steps")
     else:
         write_json(out / "config.json", run_config)
-        model = build_agent(cfg.algo, cfg.env_id, env_kwargs, hp, env, cfg.seed, device, str(out / "tb"))
+        model = build_agent(cfg.algo, hp, env, cfg.seed, device, str(out / "tb"))
     remaining = max(0, timesteps - int(model.num_timesteps))
     if remaining and not run.out_of_time():
         model.learn(remaining, callback=_TrainingMonitor(run), reset_num_timesteps=False,

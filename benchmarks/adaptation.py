@@ -116,8 +116,8 @@ def train_meta_row(args: argparse.Namespace, label: str, options: dict, seed: in
 def outer_step_cost(args: argparse.Namespace, base: Path, steps: int = 6) -> dict[str, dict[str, float]]:
     """Seconds per outer step and saved-for-backward memory, inner loop on M vs on every layer, alternating."""
     from embeddings.base import make_backend
-    from embeddings.meta import category_word_vectors
     from embeddings.meta_train import MetaTrainConfig, outer_step, task_pools
+    from embeddings.semantic import category_word_vectors
     from embeddings.train import TrainConfig, TripletSampler
     from embeddings.triplet import preprocess_photos
     from sketch_env.device import resolve_device

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import platform
 import sys
 import time
@@ -44,21 +43,21 @@ from tqdm.auto import tqdm
 
 from agents.stroke_order import (
     SKETCHER_POLICIES,
-    SketcherGymEnv,
+    SketcherTrainConfig,
     frozen_retriever,
     greedy_chooser,
     human_chooser,
+    load_sketcher,
     longest_first_chooser,
-    make_sketcher,
     play_episode,
     policy_chooser,
     policy_retriever,
     random_chooser,
     strokes_to_top,
+    train_sketcher,
 )
 from benchmarks.common import mean_ci
 from sketch_env import stroke_order_v0
-from sketch_env.cache import atomic_path
 from sketch_env.envs.stroke_order import StrokeOrderParallelEnv
 
 TOPS = (1, 5, 10)
@@ -70,102 +69,16 @@ def make_game(args: argparse.Namespace, split: str, **kw) -> StrokeOrderParallel
                                         max_strokes=args.max_strokes, action=args.action, **data, **kw)
 
 
-class _TqdmSteps:
-    """An SB3 callback showing env steps on a tqdm bar (built lazily: SB3 is imported inside functions)."""
-
-    def __new__(cls, total: int, desc: str):
-        from stable_baselines3.common.callbacks import BaseCallback
-        from tqdm.auto import tqdm
-
-        class _Bar(BaseCallback):
-            def _on_training_start(self) -> None:
-                self.bar = tqdm(total=total, desc=desc, unit="step", mininterval=1.0)
-
-            def _on_step(self) -> bool:
-                self.bar.update(self.training_env.num_envs)
-                return True
-
-            def _on_training_end(self) -> None:
-                self.bar.close()
-
-        return _Bar()
+def _train_games(args: argparse.Namespace):
+    """The factory of a sketcher's training games."""
+    return lambda: make_game(args, "train", reward=args.reward)
 
 
-def _checkpoint_callback(path: Path, settings: dict, seconds_before: float):
-    """An SB3 callback that saves the sketcher's training state to ``path`` (atomically) after every update:
-    the policy and optimiser state dicts, the env steps done, the training settings and the seconds spent."""
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class _Saver(BaseCallback):
-        def _on_training_start(self) -> None:
-            self.t0, self.saved_at = time.perf_counter(), self.model.num_timesteps
-
-        def _on_rollout_start(self) -> None:  # called after the previous rollout's update
-            if self.model.num_timesteps > self.saved_at:
-                state = {"policy": self.model.policy.state_dict(),
-                         "optimizer": self.model.policy.optimizer.state_dict(),
-                         "num_timesteps": int(self.model.num_timesteps), "settings": settings,
-                         "seconds": seconds_before + time.perf_counter() - self.t0}
-                with atomic_path(path) as tmp:
-                    torch.save(state, tmp)
-                self.saved_at = self.model.num_timesteps
-
-        def _on_step(self) -> bool:
-            return True
-
-    return _Saver()
-
-
-def train_sketcher(args: argparse.Namespace, seed: int, rname: str, retriever) -> Path:
-    """Train (unless saved) the seed's sketcher against ``retriever`` (named ``rname``); returns its ``policy.pt``.
-
-    A training killed midway resumes from ``checkpoint.pt`` (written after every PPO update, read with
-    ``torch.load(weights_only=True)``): the policy, Adam state and step count continue; the env episodes and
-    random streams start afresh, so a resumed sketcher is a run of the same settings, not bit for bit the
-    uninterrupted one."""
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    out = Path(args.runs) / f"sketcher-{args.policy}-{rname.lower()}-s{seed}"
-    path = out / "policy.pt"
-    wanted = {"timesteps": args.timesteps, "reward": args.reward, "n_envs": args.n_envs, "policy": args.policy}
-    if path.is_file():
-        done = json.loads((out / "train.json").read_text()) if (out / "train.json").is_file() else {}
-        if any(done.get(k) != v for k, v in wanted.items()):
-            raise SystemExit(f"{path} was trained with {done or 'unrecorded settings'}, not {wanted}: move it away "
-                             "or pass --runs to a new folder")
-        return path
-    out.mkdir(parents=True, exist_ok=True)
-    games = [make_game(args, "train", reward=args.reward) for _ in range(args.n_envs)]
-    venv = DummyVecEnv([lambda g=g: SketcherGymEnv(g, retriever) for g in games])
-    venv.seed(seed)
-    model = make_sketcher(venv, seed, args.policy)
-    ckpt, resumed_from, seconds_before = out / "checkpoint.pt", 0, 0.0
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if state.get("settings") == wanted:
-            model.policy.load_state_dict(state["policy"])
-            model.policy.optimizer.load_state_dict(state["optimizer"])
-            model.num_timesteps = resumed_from = int(state["num_timesteps"])
-            seconds_before = float(state["seconds"])
-            print(f"[sketcher ({rname}) s{seed}] resuming from {ckpt} at {resumed_from} steps", flush=True)
-        else:  # another configuration's: this run starts over and overwrites it
-            print(f"[sketcher ({rname}) s{seed}] {ckpt} holds other settings ({state.get('settings')}): starting over",
-                  flush=True)
-    t0 = time.perf_counter()
-    callbacks = [_checkpoint_callback(ckpt, wanted, seconds_before)]
-    if not args.no_progress:
-        # SB3's own progress bar needs `rich`, which is not a dependency: a tqdm bar of env steps instead
-        callbacks.append(_TqdmSteps(args.timesteps - resumed_from, f"sketcher ({rname}) s{seed}"))
-    model.learn(args.timesteps - resumed_from, callback=callbacks, reset_num_timesteps=resumed_from == 0)
-    seconds = seconds_before + time.perf_counter() - t0
-    # the settings first, then the policy (both atomic): a policy.pt never exists without its train.json
-    with atomic_path(out / "train.json") as tmp:
-        tmp.write_text(json.dumps({"seconds": round(seconds, 1), **wanted, "resumed_from": resumed_from}))
-    with atomic_path(path) as tmp:
-        torch.save(model.policy.state_dict(), tmp)
-    ckpt.unlink(missing_ok=True)
-    print(f"[sketcher ({rname}) s{seed}] {args.timesteps} steps in {seconds / 60:.1f} min", flush=True)
-    return path
+def _sketcher_config(args: argparse.Namespace, seed: int, rname: str) -> SketcherTrainConfig:
+    return SketcherTrainConfig(out=str(Path(args.runs) / f"sketcher-{args.policy}-{rname.lower()}-s{seed}"),
+                               seed=seed, timesteps=args.timesteps, reward=args.reward, n_envs=args.n_envs,
+                               policy=args.policy, progress=not args.no_progress,
+                               label=f"sketcher ({rname}) s{seed}")
 
 
 def _train_job(args: argparse.Namespace, seed: int, rname: str) -> Path:
@@ -176,14 +89,15 @@ def _train_job(args: argparse.Namespace, seed: int, rname: str) -> Path:
         from agents.io import load_agent
 
         retriever = policy_retriever(load_agent(args.rl_model, device="cpu"))
-    return train_sketcher(args, seed, rname, retriever)
+    return train_sketcher(_sketcher_config(args, seed, rname), _train_games(args), retriever)
 
 
 def train_all(args: argparse.Namespace, retrievers: dict) -> dict[tuple[str, str], Path]:
     """Every (retriever, seed) sketcher, ``--jobs`` of them at a time in worker processes."""
     jobs = [(rname, seed) for rname in retrievers for seed in args.seeds]
     if args.jobs <= 1:
-        return {(r, s): train_sketcher(args, s, r, retrievers[r]) for r, s in jobs}
+        return {(r, s): train_sketcher(_sketcher_config(args, s, r), _train_games(args), retrievers[r])
+                for r, s in jobs}
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -191,14 +105,6 @@ def train_all(args: argparse.Namespace, retrievers: dict) -> dict[tuple[str, str
     with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = {(r, s): pool.submit(_train_job, quiet, s, r) for r, s in jobs}
         return {key: f.result() for key, f in futures.items()}
-
-
-def load_sketcher(args: argparse.Namespace, path: Path, game: StrokeOrderParallelEnv, seed: int):
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    model = make_sketcher(DummyVecEnv([lambda: SketcherGymEnv(game)]), seed, args.policy)
-    model.policy.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model
 
 
 def score(game: StrokeOrderParallelEnv, chooser, retriever, sketches: np.ndarray, desc: str | None = None
@@ -284,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                                                        bar and bar + "longest first")]
         rows[("random", rname)] = [score(test, random_chooser(np.random.default_rng(s)), retriever, sketches,
                                          bar and f"{bar}random s{s}") for s in args.seeds]
-        rows[(learned, rname)] = [score(test, policy_chooser(load_sketcher(args, policies[rname, s], test, s)),
+        rows[(learned, rname)] = [score(test, policy_chooser(load_sketcher(policies[rname, s], test, s, args.policy)),
                                                    retriever, sketches, bar and f"{bar}learned s{s}")
                                              for s in args.seeds]
         print(f"[{rname} retriever] scored", flush=True)

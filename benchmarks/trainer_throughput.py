@@ -54,7 +54,7 @@ def measure_sb3(algo: str, env_id: str, env_kwargs: dict, hp: dict, timesteps: i
 
     _, _, n_envs, _, _ = split_hyperparams(algo, hp)
     env = make_sb3_vec_env(env_id, n_envs=n_envs, seed=seed, split="train", **env_kwargs)
-    model = build_agent(algo, env_id, env_kwargs, hp, env, seed, "cpu")
+    model = build_agent(algo, hp, env, seed, "cpu")
     model.learn(n_envs * model.n_steps)  # warm-up: one rollout and update (numba kernels, allocator)
     t0 = time.perf_counter()
     model.learn(timesteps, reset_num_timesteps=False)
@@ -65,16 +65,17 @@ def measure_sb3(algo: str, env_id: str, env_kwargs: dict, hp: dict, timesteps: i
 
 def make_fast(algo: str, env_id: str, env_kwargs: dict, hp: dict, seeds: list[int], device: str, compute: str,
               compile: str | None = None):
-    from agents.envs import make_native_vec_env, make_sb3_vec_env
+    from agents.envs import make_sb3_vec_env
     from agents.fast.env import DeviceRetrievalEnv
     from agents.fast.trainer import FastTrainer
     from agents.train import build_agent, split_hyperparams
 
     _, _, n_envs, _, _ = split_hyperparams(algo, hp)
     sb3_env = make_sb3_vec_env(env_id, n_envs=n_envs, seed=seeds[0], split="train", **env_kwargs)
-    models = [build_agent(algo, env_id, env_kwargs, hp, sb3_env, s, "cpu") for s in seeds]
-    vec = make_native_vec_env(env_id, 1, "train", **env_kwargs)
-    env = DeviceRetrievalEnv(vec.data, len(seeds) * n_envs, vec.options, seeds=seeds, device=device, compute=compute)
+    models = [build_agent(algo, hp, sb3_env, s, "cpu") for s in seeds]
+    native = sb3_env.venv
+    env = DeviceRetrievalEnv(native.data, len(seeds) * n_envs, native.options, seeds=seeds, device=device,
+                             compute=compute)
     return FastTrainer(models, env, algo, hp, seeds, torch.device(device), compile=compile)
 
 

@@ -45,8 +45,9 @@ import torch.nn.functional as F
 
 from embeddings.base import EmbeddingBackend, load_backend, make_backend
 from embeddings.losses import gallery_triplet_loss
-from embeddings.meta import MetaBackend, category_word_vectors
+from embeddings.meta import MetaBackend
 from embeddings.nets import raster_tensor
+from embeddings.semantic import category_word_vectors
 from embeddings.train import TrainConfig, TripletSampler, rng_state, set_rng_state
 from embeddings.triplet import TripletBackend, preprocess_photos
 from sketch_env.cache import atomic_path
@@ -55,6 +56,7 @@ from sketch_env.datasets.base import SketchDataset
 from sketch_env.device import resolve_device
 from sketch_env.metrics import ranks_from_embeddings
 from sketch_env.render import render_progressive
+from sketch_env.runs import check_resume
 
 __all__ = ["MetaTrainConfig", "train_meta", "task_pools", "AdaptationTask", "adaptation_tasks", "evaluate_adaptation",
            "split_rasters"]
@@ -153,8 +155,7 @@ def train_meta(cfg: MetaTrainConfig, stop_after_steps: int | None = None) -> Pat
     last = out / "last.pt"
     if last.exists():
         ckpt = torch.load(last, map_location="cpu", weights_only=True)
-        if json.loads(ckpt["run_config"]) != run_config:
-            raise ValueError(f"{last} was written by a different configuration; use another --out or delete it")
+        check_resume(last, json.loads(ckpt["run_config"]), run_config)
         backend.load_state_dict(ckpt["backend"])
         backend.to(device)
         optimizer.load_state_dict(ckpt["optimizer"])

@@ -39,6 +39,7 @@ from sketch_env.datasets.base import stable_fraction
 from sketch_env.device import resolve_device
 from sketch_env.metrics import m_at_b, ranks_from_embeddings
 from sketch_env.render import render_progressive
+from sketch_env.runs import check_resume
 from sketch_env.schedule import PointSchedule
 from sketch_env.sketch import Sketch
 
@@ -284,12 +285,7 @@ def train_backend(cfg: TrainConfig, stop_after_epochs: int | None = None) -> Pat
     optimizer = make_optimizer(0)
     if last.exists():
         ckpt = torch.load(last, map_location="cpu", weights_only=True)
-        saved = json.loads(ckpt["run_config"])
-        # an option added after the run was written counts as its default (older runs stay resumable)
-        defaults = json.loads(json.dumps(asdict(TrainConfig()), default=str))
-        saved["train"] = defaults | saved.get("train", {})
-        if saved != json.loads(json.dumps(run_config, default=str)):
-            raise ValueError(f"{last} was written by a different configuration; use another --out or delete it")
+        check_resume(last, json.loads(ckpt["run_config"]), run_config, defaults={"train": asdict(TrainConfig())})
         backend.load_state_dict(ckpt["backend"])
         state = json.loads(ckpt["state"])
         optimizer = make_optimizer(state["model"])

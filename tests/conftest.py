@@ -1,12 +1,17 @@
-"""Shared fixtures: a private cache and the tiny synthetic backend the environment tests run on."""
+"""Shared fixtures: a private cache, the tiny synthetic backend the environment tests run on, the synthetic
+dataset, a tiny untrained backbone, one torch thread, and the stroke-order game on the synthetic data."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+import torch
 
+from embeddings.base import make_backend
 from sketch_env.cache import ENV_VAR
+from sketch_env.datasets import make_dataset
+from tests.helpers import TINY_TRIPLET
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +39,41 @@ def synthetic_checkpoint(env_cache) -> str:
     path = env.unwrapped.backend_checkpoint
     env.close()
     return path
+
+
+@pytest.fixture(scope="module")
+def ckpt(synthetic_checkpoint) -> str:
+    return synthetic_checkpoint
+
+
+@pytest.fixture(scope="module")
+def make_game(synthetic_checkpoint):
+    """The stroke-order game on the synthetic test split (keyword arguments: the game's)."""
+    from sketch_env import stroke_order_v0
+
+    def make(**kw):
+        return stroke_order_v0.parallel_env(dataset="synthetic", backend=synthetic_checkpoint, split="test",
+                                            progress=False, **kw)
+    return make
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return make_dataset("synthetic")
+
+
+@pytest.fixture(scope="module")
+def backbone_path(tmp_path_factory):
+    """A tiny untrained B1 (32 px), the frozen backbone of the zero-shot backends."""
+    torch.manual_seed(0)
+    b = make_backend("b1", **TINY_TRIPLET, dataset="synthetic", scheme="instance")
+    return b.save(tmp_path_factory.mktemp("backbone") / "backend.pt")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models train much faster on one thread, above all on a busy machine (no spin-waiting)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

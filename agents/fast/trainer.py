@@ -43,7 +43,7 @@ import torch
 
 from agents import losses
 from agents.config import load_hyperparams
-from agents.envs import env_short_name, make_native_vec_env, make_sb3_vec_env
+from agents.envs import env_short_name, make_native_vec_env
 from agents.fast.env import DeviceRetrievalEnv
 from agents.policy import LinearGaussianPolicy, ZeroValue
 from agents.train import (
@@ -57,6 +57,7 @@ from agents.train import (
 )
 from sketch_env.cache import atomic_path, write_json
 from sketch_env.device import resolve_device
+from sketch_env.envs.sb3 import SB3VecEnv
 from sketch_env.runs import check_resume
 
 __all__ = ["FastTrainConfig", "FastTrainer", "train_fast", "FAST_ALGORITHMS"]
@@ -420,7 +421,10 @@ def train_fast(cfg: FastTrainConfig) -> list[Path]:
     env_kwargs = dict(cfg.env_kwargs)
 
     runs, models = [], []
-    sb3_env = make_sb3_vec_env(cfg.env_id, n_envs=n_envs, seed=cfg.seeds[0], split="train", **env_kwargs)
+    # one env of the training split: its spaces build the SB3 models, its data and options the device env
+    native = make_native_vec_env(cfg.env_id, n_envs, "train", **env_kwargs)
+    sb3_env = SB3VecEnv(native)
+    sb3_env.seed(cfg.seeds[0])
     resume = []
     for seed in cfg.seeds:
         agent_cfg = RLTrainConfig(algo=cfg.algo, env_id=cfg.env_id, env_kwargs=env_kwargs, seed=seed, device="cpu",
@@ -438,14 +442,13 @@ def train_fast(cfg: FastTrainConfig) -> list[Path]:
             resume.append(state)
         else:
             write_json(out / "config.json", run_config)
-        models.append(build_agent(cfg.algo, cfg.env_id, env_kwargs, hp, sb3_env, seed, "cpu"))
+        models.append(build_agent(cfg.algo, hp, sb3_env, seed, "cpu"))
         runs.append(run)
     if resume and len(resume) != len(cfg.seeds):
         raise ValueError("some agents of this run have a saved state and others not; resume them with the same "
                          "seeds or delete their folders")
 
-    vec = make_native_vec_env(cfg.env_id, 1, "train", **env_kwargs)
-    env = DeviceRetrievalEnv(vec.data, len(cfg.seeds) * n_envs, vec.options, seeds=cfg.seeds, device=device,
+    env = DeviceRetrievalEnv(native.data, len(cfg.seeds) * n_envs, native.options, seeds=cfg.seeds, device=device,
                              compute=cfg.compute)
     trainer = FastTrainer(models, env, cfg.algo, hp, cfg.seeds, device, compile=cfg.compile)
     if resume:

@@ -1,0 +1,112 @@
+"""Training the triplet baselines (embeddings.train): validation split, learning, resuming, B3, precision,
+step weighting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from embeddings.base import load_backend
+from embeddings.train import TrainConfig, train_backend, validation_mask
+from tests.helpers import TINY_TRIPLET
+
+
+def _tiny_train(tmp_path, backend="b1", epochs=2, **kw) -> TrainConfig:
+    return TrainConfig(backend=backend, dataset="synthetic", epochs=epochs, batch_size=8, steps=5,
+                       val_fraction=0.3, device="cpu", progress=False, out=str(tmp_path / backend),
+                       backend_options={**TINY_TRIPLET, **kw.pop("backend_options", {})}, **kw)
+
+
+def test_validation_split_is_deterministic_and_disjoint():
+    names = [f"x{i}" for i in range(1000)]
+    m = validation_mask(names, 0.1)
+    assert 50 < m.sum() < 150 and (m == validation_mask(names, 0.1)).all()
+
+
+def test_training_learns_and_resumes_after_a_kill(tmp_path):
+    cfg = _tiny_train(tmp_path, epochs=3)
+    # "killed" after one epoch: last.pt is on disk, the run is not finished
+    train_backend(cfg, stop_after_epochs=1)
+    assert (tmp_path / "b1" / "last.pt").exists()
+    ckpt = torch.load(tmp_path / "b1" / "last.pt", weights_only=True)
+    import json
+
+    assert json.loads(ckpt["state"])["epoch"] == 1
+    # started again, it resumes at epoch 2 and finishes
+    path = train_backend(cfg)
+    state = json.loads(torch.load(tmp_path / "b1" / "last.pt", weights_only=True)["state"])
+    assert [row["epoch"] for row in state["history"]] == [1, 2, 3]
+    b = load_backend(path, expect={"dataset": "synthetic", "scheme": "instance", "name": "b1"})
+    assert b.config["train_split"]["val_fraction"] == 0.3
+    # resuming is exact: an uninterrupted run with the same seed ends with the same weights
+    straight = train_backend(_tiny_train(tmp_path / "straight", epochs=3))
+    w1 = torch.load(tmp_path / "b1" / "last.pt", weights_only=True)["backend"]
+    w2 = torch.load(tmp_path / "straight" / "b1" / "last.pt", weights_only=True)["backend"]
+    for key, value in w1["photo_branch"].items():
+        torch.testing.assert_close(value, w2["photo_branch"][key])
+    assert straight.exists()
+
+
+def test_resume_refuses_a_different_configuration(tmp_path):
+    train_backend(_tiny_train(tmp_path, epochs=1))
+    with pytest.raises(ValueError, match="different configuration"):
+        train_backend(_tiny_train(tmp_path, epochs=1, lr=0.5))
+
+
+def test_b3_trains_from_a_b1_checkpoint_with_frozen_photo_branch(tmp_path):
+    b1 = train_backend(_tiny_train(tmp_path, epochs=1))
+    cfg = _tiny_train(tmp_path, backend="b3", epochs=1,
+                      backend_options={"models": 5, "init_from": str(b1)})
+    path = train_backend(cfg)
+    b3 = load_backend(path)
+    source = load_backend(b1)
+    for key, value in source.photo_branch.state_dict().items():
+        torch.testing.assert_close(value, b3.photo_branch.state_dict()[key])
+    with pytest.raises(ValueError, match="init_from"):
+        train_backend(_tiny_train(tmp_path / "x", backend="b3", epochs=1, backend_options={"models": 5}))
+
+
+def test_precision_option(tmp_path):
+    from embeddings.train import resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) is None
+    assert resolve_precision("bf16", cpu) is torch.bfloat16
+    assert resolve_precision("auto", cpu) in (None, torch.bfloat16)
+    with pytest.raises(ValueError, match="precision must be"):
+        resolve_precision("fp16", cpu)
+    # bf16 autocast trains (float32 weights and loss) and gives a float32 checkpoint that embeds
+    path = train_backend(_tiny_train(tmp_path, epochs=1, precision="bf16"))
+    b = load_backend(path)
+    assert all(p.dtype == torch.float32 for p in b.photo_branch.parameters())
+    history = torch.load(tmp_path / "b1" / "last.pt", weights_only=True)
+    import json
+
+    assert np.isfinite(json.loads(history["state"])["history"][0]["loss"])
+
+
+def test_step_power_weights_later_steps(tmp_path):
+    from embeddings.train import TripletSampler
+
+    p = TripletSampler.step_probabilities(np.arange(4), 1.0)
+    np.testing.assert_allclose(p, [0.1, 0.2, 0.3, 0.4])  # P(t) = t / (1 + 2 + 3 + 4) for steps t = 1..4
+    np.testing.assert_allclose(TripletSampler.step_probabilities(np.arange(4), 0.0), [0.25] * 4)
+    # within one B3 model's steps, the weights follow the step index
+    np.testing.assert_allclose(TripletSampler.step_probabilities(np.array([2, 3]), 1.0), [3 / 7, 4 / 7])
+    with pytest.raises(ValueError, match="step_power"):
+        train_backend(_tiny_train(tmp_path / "bad", backend="b2", epochs=1, step_power=-1.0))
+    # a B2 run trains with it, and an older run folder (no step_power in its config) still resumes
+    path = train_backend(_tiny_train(tmp_path, backend="b2", epochs=1, step_power=1.0))
+    assert load_backend(path).config["partial"]
+    last = tmp_path / "b2" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    import json
+
+    run_config = json.loads(ckpt["run_config"])
+    run_config["train"].pop("step_power")
+    ckpt["run_config"] = json.dumps(run_config)
+    torch.save(ckpt, last)
+    with pytest.raises(ValueError, match="different configuration"):  # its default is 0, not 1
+        train_backend(_tiny_train(tmp_path, backend="b2", epochs=1, step_power=1.0))
+    assert train_backend(_tiny_train(tmp_path, backend="b2", epochs=1)) == path  # p = 0: the old run resumes
