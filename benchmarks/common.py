@@ -1,10 +1,19 @@
 """What the benchmarks share: the 95 % interval of a multi-seed figure, running a grid of jobs, thread
-settings for the processes they start."""
+settings for the processes they start, and the runner of RL-run tables (train, evaluate, tabulate) that
+``rl_methods`` and ``reward_schemes`` drive."""
 
 from __future__ import annotations
 
+import argparse
+import csv
+import io
+import json
 import math
 import os
+import platform
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +21,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["ROOT", "mean_ci", "thread_env", "run_jobs"]
+from sketch_env.envs.registration import DATASET_ENV_IDS as ENV_IDS
+
+__all__ = ["ROOT", "mean_ci", "thread_env", "run_jobs", "COLUMNS", "run_rl", "run_fast_group", "evaluate_run",
+           "backend_label", "write_results", "add_run_args", "parse_run_args"]
+
+#: the columns of the RL tables
+COLUMNS = ("m@A", "m@B", "A@5", "A@10")
 
 #: the repository root (benchmarks start their child processes there)
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,3 +63,171 @@ def run_jobs(fn: Callable[..., T], items: Iterable[Any], jobs: int = 1) -> list[
         return [fn(item) for item in items]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(fn, items))
+
+
+# ------------------------------------------------------------------------ tables of RL runs
+
+
+def rl_train_command(args: argparse.Namespace, algo: str, env_id: str, env_kwargs: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "agents.cli", "train", "--algo", algo, "--env", env_id,
+           "--eval-every", str(args.eval_every)]
+    if args.minutes is not None:
+        cmd += ["--minutes", str(args.minutes)]
+    if args.timesteps is not None:
+        cmd += ["--timesteps", str(args.timesteps)]
+    for kv in env_kwargs:
+        cmd += ["--env-kwarg", kv]
+    for kv in args.hp:
+        cmd += ["--hp", kv]
+    return cmd
+
+
+def run_rl(args: argparse.Namespace, algo: str, seed: int, env_id: str, env_kwargs: list[str],
+            tag: str | None = None) -> dict:
+    """Train (or resume) then evaluate one run in its own processes; ``tag`` names its folder (default:
+    the method)."""
+    out = Path(args.runs) / args.dataset / backend_label(args) / f"{tag or algo}-s{seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = rl_train_command(args, algo, env_id, env_kwargs) + ["--seed", str(seed), "--out", str(out)]
+    t0 = time.perf_counter()
+    with open(out / "benchmark.log", "a") as f:
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=thread_env(args.threads), cwd=ROOT)
+    return evaluate_run(args, out, algo, seed, time.perf_counter() - t0, tag)
+
+
+def run_fast_group(args: argparse.Namespace, algo: str, env_id: str, env_kwargs: list[str]) -> list[dict]:
+    """Train every seed of ``algo`` side by side in one process with the fast trainer (agents.fast), then
+    evaluate each; a run's wall time is the group's (its agents trained together)."""
+    root = Path(args.runs) / args.dataset / backend_label(args) / "fast"
+    root.mkdir(parents=True, exist_ok=True)
+    cmd = rl_train_command(args, algo, env_id, env_kwargs) + ["--trainer", "fast", "--seeds",
+                                                            *map(str, args.seeds), "--out", str(root)]
+    t0 = time.perf_counter()
+    with open(root / f"{algo}-benchmark.log", "a") as f:
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=thread_env(args.threads), cwd=ROOT)
+    train_s = time.perf_counter() - t0
+    return [evaluate_run(args, root / f"{algo}-s{seed}", algo, seed, train_s) for seed in args.seeds]
+
+
+def evaluate_run(args: argparse.Namespace, out: Path, algo: str, seed: int, train_s: float,
+                 tag: str | None = None) -> dict:
+    """``sketch-env evaluate`` of a run's ``best.zip`` on the test split, with its history and curves."""
+    res = subprocess.run([sys.executable, "-m", "agents.cli", "evaluate", "--model", str(out / "best.zip"),
+                          "--json", "--out", str(out / "eval-test")], check=True, capture_output=True, text=True,
+                         env=thread_env(args.threads), cwd=ROOT)
+    rows = json.loads(res.stdout.strip().splitlines()[-1])
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines() if line.strip()]
+    curves = {}
+    with open(out / "eval-test" / "curves.csv") as f:
+        for r in csv.DictReader(f):
+            curves.setdefault(r["method"], []).append((float(r["percent"]), float(r["ranking_percentile"]),
+                                                       float(r["inverse_rank"])))
+    agent = rows[next(k for k in rows if k != "frozen backend")]
+    print(f"[{tag or algo} s{seed}] {train_s / 60:.1f} min this call; test m@A {agent['m@A']:.1f} "
+          f"m@B {agent['m@B']:.1f}", flush=True)
+    return {"algo": algo, "tag": tag or algo, "seed": seed, "rows": rows, "train_seconds": train_s,
+            "run_seconds": history[-1]["elapsed"] if history else train_s, "curves": curves,
+            "timesteps": history[-1]["timesteps"] if history else 0}
+
+
+def backend_label(args: argparse.Namespace) -> str:
+    """``B1`` for a registry name; the run folder's name (``b1-s0``) for a checkpoint path."""
+    return args.backend.upper() if args.backend in ("ts", "b1", "b2", "b3") else Path(args.backend).parent.name
+
+
+def resolve_backend(args: argparse.Namespace) -> None:
+    """A checkpoint path made absolute (the runs are processes started in the repository root)."""
+    if Path(args.backend).suffix == ".pt":
+        if not Path(args.backend).is_file():
+            raise SystemExit(f"--backend {args.backend}: no such checkpoint")
+        args.backend = str(Path(args.backend).resolve())
+
+
+def write_results(groups: dict[str, tuple[str, list[dict]]], results: list[dict], args: argparse.Namespace,
+                  cmd: str, name: str, title: str) -> None:
+    """The table (mean ± 95 % t-interval over seeds of each group, and of its gain over the frozen backend,
+    which every run evaluates on the same test episodes), CSV of every run and the mean curves."""
+    frozen = results[0]["rows"]["frozen backend"]
+    blabel = backend_label(args)
+    header = list(COLUMNS) + ["Δ m@A", "Δ m@B"]
+    table_rows = {f"{blabel} (frozen backend)": {c: (frozen[c], 0.0) for c in COLUMNS}
+                  | {"Δ m@A": (0.0, 0.0), "Δ m@B": (0.0, 0.0), "minutes": "-"}}
+    csv_rows = []
+    curves = {f"{blabel} (frozen)": results[0]["curves"]["frozen backend"]}
+    for key, (label_md, runs) in groups.items():
+        label = next(k for k in runs[0]["rows"] if k != "frozen backend")
+        stats = {c: mean_ci([r["rows"][label][c] for r in runs]) for c in COLUMNS}
+        for c in ("m@A", "m@B"):
+            stats[f"Δ {c}"] = mean_ci([r["rows"][label][c] - r["rows"]["frozen backend"][c] for r in runs])
+        minutes = np.mean([r["run_seconds"] for r in runs]) / 60
+        table_rows[label_md] = stats | {"minutes": f"{minutes:.1f}"}
+        curves[key] = np.mean([np.asarray(r["curves"][label]) for r in runs], axis=0).tolist()
+        for r in runs:
+            csv_rows.append({"run": key, "seed": r["seed"], **{c: r["rows"][label][c] for c in COLUMNS},
+                             "run_seconds": round(r["run_seconds"], 1)})
+    seeds = sorted({r["seed"] for r in results})
+    lines = [f"`{cmd.strip()}` ({platform.machine()}, {os.cpu_count()} CPUs, {len(seeds)} seeds, mean ± 95 % "
+             f"t-interval over seeds; Δ = gain over the frozen backend; minutes = wall time of one run, validation "
+             f"included" + ("; trainer: fast, the seeds of a method trained side by side in one process, so a run's "
+                            "minutes are its group's"
+                            if getattr(args, "trainer", "sb3") == "fast" else "; trainer: SB3")
+             + ")", "",
+             "| method | " + " | ".join(header) + " | minutes |", "| --- | " + " | ".join("---:" for _ in header)
+             + " | ---: |"]
+    for row_name, row in table_rows.items():
+        cells = [f"{row[c][0]:+.1f} ± {row[c][1]:.1f}" if c.startswith("Δ") and row[c][1]
+                 else f"{row[c][0]:.1f} ± {row[c][1]:.1f}" if row[c][1] else f"{row[c][0]:.1f}" for c in header]
+        lines.append(f"| {row_name} | " + " | ".join(cells) + f" | {row['minutes']} |")
+    table = "\n".join(lines)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.md").write_text(table + "\n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(csv_rows[0]))
+    writer.writeheader()
+    writer.writerows(csv_rows)
+    (out / f"{name}.csv").write_text(buf.getvalue())
+    from embeddings.evaluate import plot_curves
+
+    plot_curves({k: {"percent": [v[0] for v in c], "ranking_percentile": [v[1] for v in c],
+                     "inverse_rank": [v[2] for v in c]} for k, c in curves.items()}, out / "curves.png", title=title)
+    print(table)
+    print(f"wrote {out / (name + '.md')}, {out / (name + '.csv')}, {out / 'curves.png'}")
+
+
+def add_run_args(p: argparse.ArgumentParser, name: str) -> None:
+    """The options every table of RL runs shares (data, start backend, seeds, budget, parallel jobs, folders)."""
+    p.add_argument("--dataset", default="kanji", choices=sorted(ENV_IDS))
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--backend", default="b1", help="the frozen backend the policies start from (b1, b2, path)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--minutes", type=float, default=15.0, help="wall-time budget per run")
+    p.add_argument("--timesteps", type=int, default=None, help="env steps per run (default: the YAML's)")
+    p.add_argument("--eval-every", type=int, default=100_000)
+    p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="hyper-parameter override")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (independent processes)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
+    p.add_argument("--runs", default=f"runs/benchmarks/{name}")
+    p.add_argument("--out", default=f"benchmarks/results/{name}")
+
+
+def parse_run_args(p: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, str, list[str]]:
+    """``(args, env id, env kwargs as KEY=VALUE)`` from :func:`add_run_args`' options; the backend's feature
+    stores of the three splits are built here, once, before any run starts."""
+    args = p.parse_args(argv)
+    args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    resolve_backend(args)
+    env_kwargs = [f"backend={args.backend}"] + ([f"data_root={args.data_root}"] if args.data_root else [])
+    build_feature_stores(ENV_IDS[args.dataset], env_kwargs)
+    return args, ENV_IDS[args.dataset], env_kwargs
+
+
+def build_feature_stores(env_id: str, env_kwargs: list[str]) -> None:
+    """Make the env of each split once in this process (all cores), so that its feature store is on disk
+    before the runs start: parallel runs would otherwise each compute the same store, and inside their
+    wall-time budget."""
+    import gymnasium as gym
+
+    kwargs = dict(kv.split("=", 1) for kv in env_kwargs)
+    for split in ("train", "val", "test"):
+        gym.make(env_id, **kwargs, split=split).close()

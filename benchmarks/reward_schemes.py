@@ -17,8 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks.common import run_jobs
-from benchmarks.rl_methods import add_run_args, backend_label, parse_run_args, run_one, write_results
+from benchmarks.common import add_run_args, backend_label, parse_run_args, run_jobs, run_rl, write_results
 from sketch_env.envs.rewards import REWARD_SCHEMES
 
 LABELS = {"paper": "1/rank + Kendall-tau term (paper)", "inverse_rank": "1/rank", "inverse_sqrt_rank": "1/sqrt(rank)",
@@ -34,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     jobs = [(scheme, seed) for scheme in args.schemes for seed in args.seeds]
     results = run_jobs(
-        lambda j: run_one(args, args.algo, j[1], env_id, base + [f"reward={j[0]}"], tag=f"{args.algo}-{j[0]}"),
+        lambda j: run_rl(args, args.algo, j[1], env_id, base + [f"reward={j[0]}"], tag=f"{args.algo}-{j[0]}"),
         jobs, args.jobs)
     groups = {s: (f"{LABELS[s]} (`{s}`)", [r for r in results if r["tag"] == f"{args.algo}-{s}"]) for s in args.schemes}
     cmd = "python -m benchmarks.reward_schemes " + " ".join(argv if argv is not None else sys.argv[1:])
