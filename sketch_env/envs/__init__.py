@@ -6,9 +6,11 @@
     envs = gymnasium.make_vec("SketchEnv/OnTheFly-Kanji-v0", num_envs=256)
 
 Modules: ``retrieval`` (the env and its documentation), ``vector`` (the batched env), ``engine`` (the
-arrays both step), ``rewards`` (reward schemes), ``kendall`` (Kendall-tau distance), ``data`` (loading
-features from the feature store), ``render``, ``sb3`` (Stable-Baselines3 ``VecEnv`` adapter; imports
-stable_baselines3), ``registration``.
+arrays both step), ``step`` (the one step every env takes: queries, distances, ranks, Kendall-tau, reward),
+``rewards`` (reward schemes), ``kendall`` (Kendall-tau distance), ``data`` (the arrays an env runs on),
+``stroke_order`` (the multi-agent game), ``render``, ``sb3`` (Stable-Baselines3 ``VecEnv`` adapter; imports
+stable_baselines3), ``registration``. The envs take a :class:`RetrievalData`; the registered ids' entry points
+(:mod:`embeddings.provision`) make it from a spec's names.
 """
 
 from __future__ import annotations

@@ -97,7 +97,8 @@ class OnTheFlyRetrievalEnv(DataBackedEnv, gym.Env):
     ``distractors`` (append every other photo of the dataset to the gallery), ``val_fraction`` (default:
     the backend's), ``train_if_missing`` (train a missing backend on first use, with a progress bar and a
     message: 10 minutes for kanji's B1), ``train_options`` (:class:`embeddings.train.TrainConfig` fields
-    for that), ``backend_device`` and ``progress``. See :mod:`sketch_env.envs.data`.
+    for that), ``backend_device`` and ``progress``. ``gym.make`` hands these to the id's entry point,
+    :func:`embeddings.provision.make_retrieval_env`, which provisions the data and builds the env from it.
 
     Behaviour: ``reward``, ``gamma1`` (1.0), ``gamma2`` (1.0), ``reward_scale`` (1.0), ``action``
     (``"direct"`` | ``"residual"``), ``kendall`` (compute the Kendall-tau distance, True; ``False`` makes
@@ -106,8 +107,8 @@ class OnTheFlyRetrievalEnv(DataBackedEnv, gym.Env):
     (``"random"``), ``kernel`` (the Kendall kernel: ``"auto"`` uses numba when installed), ``render_mode``
     (``None`` or ``"rgb_array"``: the partial sketch beside the top-k photos, the true one framed green).
 
-    ``data``: a :class:`~sketch_env.envs.data.RetrievalData` to use instead of loading (see
-    :meth:`from_arrays`); the data arguments are then ignored.
+    The class itself takes ``data``, a :class:`~sketch_env.envs.data.RetrievalData` (see :meth:`from_arrays`
+    for arrays of your own), and the behaviour arguments; it never loads or trains anything.
 
     ## Vectorized environment
 
