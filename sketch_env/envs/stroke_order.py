@@ -126,7 +126,7 @@ class StrokeOrderParallelEnv(ParallelEnv):
         self.backend = self.data.backend
         if self.backend.per_step:
             raise ValueError(f"backend {self.backend.name!r} has one model per step of a schedule; the stroke-order "
-                             "env draws arbitrary stroke subsets: use a one-model backend (ts, b1, b2, meta)")
+                             "env draws arbitrary stroke subsets: use a backend with one sketch model")
         self.render_config = self.backend.render_config
         self.sketches: list[Sketch] = [r.sketch for r in self.data.sketch_records]
         # the most strokes of any sketch of the dataset, both splits: the spaces are then the same for the
