@@ -23,10 +23,12 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.utils import ConstantSchedule
 
-from agents.algorithms import algorithm_spec
+from agents.algorithms import ALGORITHMS, algorithm_spec
 from agents.policy import LinearGaussianPolicy
 from sketch_env.cache import atomic_path
+from sketch_env.device import resolve_device
 from sketch_env.errors import DataFormatError
+from sketch_env.limits import MAX_JSON_BYTES, MAX_MEMBER_BYTES, check_bound, check_file_size
 
 __all__ = ["save_agent", "load_agent", "read_meta", "AGENT_FORMAT"]
 
@@ -67,38 +69,99 @@ def save_agent(model: Any, path: str | Path, algo: str, env_id: str, env_kwargs:
     return path
 
 
+def _json_member(path: Path, z: zipfile.ZipFile, member: str) -> Any:
+    """Member ``member`` of the agent zip as JSON: its uncompressed size checked first, UTF-8 only."""
+    try:
+        info = z.getinfo(member)
+    except KeyError:
+        raise DataFormatError(path, "not an SB3 agent archive (no 'data' member)") from None
+    check_bound(path, info.file_size, MAX_JSON_BYTES, "the uncompressed size in bytes", member)
+    try:
+        return json.loads(z.read(member).decode("utf-8"))
+    except RecursionError:
+        raise DataFormatError(path, "JSON nested too deep", member) from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise DataFormatError(path, f"not UTF-8 JSON ({type(exc).__name__}: {exc})", member) from None
+
+
+def _check_meta(path: Path, meta: dict[str, Any]) -> None:
+    """What the metadata may say: a method of this package, one of its env ids, env arguments the env takes
+    (nothing that names a module, trains a backend or is not plain JSON), spaces of sane shapes."""
+    from embeddings.provision import check_env_kwargs
+    from sketch_env.envs.registration import ENV_IDS
+
+    if meta.get("algo") not in ALGORITHMS:
+        raise DataFormatError(path, f"unknown RL method {meta.get('algo')!r}; this package has "
+                              f"{', '.join(sorted(ALGORITHMS))}", "data/sketch_meta/algo")
+    env_id = meta.get("env_id")
+    if env_id not in ENV_IDS:  # a "module:Name" id would make gymnasium import that module
+        raise DataFormatError(path, f"env id {env_id!r} is not one of this package's ({', '.join(ENV_IDS)})",
+                              "data/sketch_meta/env_id")
+    try:
+        check_env_kwargs(meta.get("env_kwargs"), from_file=True)
+    except (TypeError, ValueError) as exc:
+        raise DataFormatError(path, str(exc), "data/sketch_meta/env_kwargs") from None
+    for key in ("observation_space", "action_space"):
+        box = meta.get(key)
+        ok = (isinstance(box, dict) and isinstance(box.get("shape"), list) and len(box["shape"]) == 1
+              and type(box["shape"][0]) is int and 1 <= box["shape"][0] <= 1 << 16
+              and box.get("dtype") in ("float32", "float64"))
+        if not ok:
+            raise DataFormatError(path, "must be a 1-d float Box of at most 65,536 dimensions",
+                                  f"data/sketch_meta/{key}")
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """The ``sketch_meta`` of a saved agent (plain JSON; nothing is unpickled)."""
+    """The ``sketch_meta`` of a saved agent (plain JSON; nothing is unpickled), checked (:func:`_check_meta`)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such agent file")
+    check_file_size(path)
     try:
         with zipfile.ZipFile(path) as z:
-            data = json.loads(z.read("data"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as e:
+            for info in z.infolist():  # SB3 inflates the weights members whole: their sizes checked first
+                check_bound(path, info.file_size, MAX_MEMBER_BYTES, "the uncompressed size in bytes", info.filename)
+            data = _json_member(path, z, "data")
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise DataFormatError(path, f"not an SB3 agent archive ({e})") from None
+    if not isinstance(data, dict):
+        raise DataFormatError(path, "its 'data' is not a JSON object", "data")
     meta = data.get("sketch_meta")
     if not isinstance(meta, dict) or meta.get("format") != AGENT_FORMAT:
         raise DataFormatError(path, "has no sketch-env metadata (not saved by agents.io.save_agent); refusing to "
                               "unpickle its contents", item="data/sketch_meta")
+    _check_meta(path, meta)
     return meta | {"_serialized": sorted(k for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v)}
 
 
-def load_agent(path: str | Path, env: Any = None, device: str = "auto") -> Any:
-    """Load an agent saved by :func:`save_agent`; its pickled values are rebuilt from the metadata."""
+def load_agent(path: str | Path, env: Any = None, device: str = "cpu") -> Any:
+    """Load an agent saved by :func:`save_agent`; its pickled values are rebuilt from the metadata, its weights
+    read by SB3 with ``torch.load(weights_only=True)``. Any failure is a :class:`DataFormatError` naming the
+    file."""
+    path = Path(path)
     meta = read_meta(path)
     cls, _, _ = algorithm_spec(meta["algo"])
     lr = meta.get("learning_rate") or 3e-4
-    rebuild = {
-        "policy_class": LinearGaussianPolicy,
-        "observation_space": _box_from_json(meta["observation_space"]),
-        "action_space": _box_from_json(meta["action_space"]),
-        "lr_schedule": ConstantSchedule(lr),
-        "clip_range": meta["clip_range"],
-        "rollout_buffer_class": RolloutBuffer,
-    }
+    try:
+        rebuild = {
+            "policy_class": LinearGaussianPolicy,
+            "observation_space": _box_from_json(meta["observation_space"]),
+            "action_space": _box_from_json(meta["action_space"]),
+            "lr_schedule": ConstantSchedule(lr),
+            "clip_range": meta["clip_range"],
+            "rollout_buffer_class": RolloutBuffer,
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataFormatError(path, f"malformed spaces or schedule ({type(exc).__name__}: {exc})",
+                              "data/sketch_meta") from None
     unknown = [k for k in meta["_serialized"] if k not in rebuild]
     if unknown:
         raise DataFormatError(path, f"holds pickled values {unknown} that sketch-env does not rebuild; refusing to "
                               "unpickle them", item="data")
-    return cls.load(path, env=env, device=device, custom_objects={k: rebuild[k] for k in meta["_serialized"]})
+    try:
+        return cls.load(path, env=env, device=str(resolve_device(device)),
+                        custom_objects={k: rebuild[k] for k in meta["_serialized"]})
+    except DataFormatError:
+        raise
+    except Exception as exc:  # torch's UnpicklingError for foreign weights, mis-shaped tensors, a bad member
+        raise DataFormatError(path, f"cannot load the agent ({type(exc).__name__}: {exc})") from exc

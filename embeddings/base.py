@@ -16,6 +16,7 @@ from typing import Any
 
 from sketch_env.backend import CHECKPOINT_FORMAT, EmbeddingBackend, flatten_mapping
 from sketch_env.errors import SketchEnvError
+from sketch_env.limits import check_file_size
 from sketch_env.metrics import euclidean_distance, l2_normalise
 from sketch_env.registry import resolve_factory
 
@@ -101,19 +102,27 @@ def make_backend(name: str, **config: Any) -> EmbeddingBackend:
 def load_backend(path: str | Path, expect: Mapping[str, Any] | None = None, device: str = "cpu") -> EmbeddingBackend:
     """Load a checkpoint; with ``expect``, every given key (dotted for nested, e.g. ``"render.size"``)
     must equal the checkpoint's configuration, else :class:`BackendMismatchError` lists the differences.
+
+    The file is read with ``torch.load(weights_only=True)`` (no code runs) and checked before use: any file
+    that is not a checkpoint of this package (unreadable, another format, a missing or malformed
+    configuration, weights of other shapes) is a :class:`BackendMismatchError` naming the file.
     """
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no backend checkpoint at {path}")
+    check_file_size(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise BackendMismatchError(f"{path}: not a readable backend checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise BackendMismatchError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
-    config = payload["config"]
+    config, name, state = payload.get("config"), payload.get("backend"), payload.get("state_dict")
+    if not isinstance(config, dict) or not isinstance(name, str) or not isinstance(state, dict):
+        raise BackendMismatchError(f"{path}: a checkpoint needs a 'backend' name, a 'config' mapping and a "
+                                   "'state_dict' mapping")
     if expect:
         flat = flatten_mapping(config)
         diffs = []
@@ -123,6 +132,15 @@ def load_backend(path: str | Path, expect: Mapping[str, Any] | None = None, devi
                 diffs.append(f"{key}: checkpoint has {have!r}, asked for {want!r}")
         if diffs:
             raise BackendMismatchError(f"{path}: configuration does not match: " + "; ".join(diffs))
-    backend = _factory(payload["backend"])(**config)
-    backend.load_state_dict(payload["state_dict"])
+    try:
+        factory = _factory(name)
+    except ValueError as exc:
+        raise BackendMismatchError(f"{path}: {exc}") from None
+    try:
+        backend = factory(**config)
+        backend.load_state_dict(state)
+    except (SketchEnvError, ValueError, TypeError, KeyError, RuntimeError, AttributeError, IndexError) as exc:
+        # a configuration this version cannot build, or weights of other names or shapes
+        raise BackendMismatchError(f"{path}: the checkpoint's configuration or weights do not build a "
+                                   f"{name!r} backend ({type(exc).__name__}: {exc})") from exc
     return backend.to(device)

@@ -46,7 +46,8 @@ from sketch_env.device import resolve_device
 from sketch_env.envs.data import ENV_SPLITS, RetrievalData
 
 __all__ = ["load_retrieval_data", "resolve_backend_checkpoint", "adapted_checkpoint", "DEFAULT_TRAIN",
-           "DATA_ARGUMENTS", "make_retrieval_env", "make_retrieval_vector_env", "make_stroke_order_env"]
+           "DATA_ARGUMENTS", "make_retrieval_env", "make_retrieval_vector_env", "make_stroke_order_env",
+           "env_argument_names", "check_env_kwargs"]
 
 #: training run used by ``train_if_missing`` when no ``train_options`` are given: what ``sketch-env run`` does
 DEFAULT_TRAIN: dict[str, Any] = {"minutes": 10.0, "epochs": 60}
@@ -361,6 +362,51 @@ def adapted_checkpoint(checkpoint: str | Path, adapt: dict[str, Any], dataset: s
 
 
 # --------------------------------------------------------------------------------- env factories
+
+#: data arguments that start work (training a backend); a file may not ask for them
+_WORK_ARGUMENTS = ("train_if_missing", "train_options")
+
+
+def env_argument_names() -> tuple[str, ...]:
+    """Every keyword a retrieval env id takes: the data arguments and the single and batched envs' own."""
+    from sketch_env.envs.retrieval import OnTheFlyRetrievalEnv
+    from sketch_env.envs.vector import OnTheFlyRetrievalVectorEnv
+
+    names = dict.fromkeys((*DATA_ARGUMENTS, *OnTheFlyRetrievalEnv.argument_names(),
+                           *OnTheFlyRetrievalVectorEnv.argument_names()))
+    return tuple(n for n in names if n != "data")
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    if depth > 8:
+        return False
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return not isinstance(value, float) or np.isfinite(value)
+    if isinstance(value, list):
+        return len(value) <= 1000 and all(_plain(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return len(value) <= 1000 and all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def check_env_kwargs(kwargs: Any, from_file: bool = False) -> dict[str, Any]:
+    """``kwargs`` if they are keyword arguments a retrieval env id takes, as plain JSON values; else a
+    ValueError naming the offending ones. ``from_file``: they were read from a file someone else may have
+    made (an agent zip, a run folder), so arguments that start work (training a backend) are refused too."""
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise ValueError(f"env arguments must be a mapping of names, got {type(kwargs).__name__}")
+    unknown = sorted(set(kwargs) - set(env_argument_names()))
+    if unknown:
+        raise ValueError(f"unknown env argument(s) {unknown}; the env takes {', '.join(env_argument_names())}")
+    bad = sorted(k for k, v in kwargs.items() if not _plain(v))
+    if bad:
+        raise ValueError(f"env argument(s) {bad} are not plain JSON values (names, numbers, lists, mappings)")
+    if from_file:
+        work = sorted(set(kwargs) & set(_WORK_ARGUMENTS))
+        if work:
+            raise ValueError(f"env argument(s) {work} would start work (training a backend); a saved file may "
+                             "not ask for that: train the backend with its command and pass backend=PATH")
+    return kwargs
 
 
 def _split_env_kwargs(kwargs: dict[str, Any], option_names: tuple[str, ...], what: str

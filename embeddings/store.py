@@ -38,6 +38,7 @@ from embeddings.base import EmbeddingBackend
 from sketch_env.cache import cache_dir, stable_hash
 from sketch_env.datasets.base import SketchDataset
 from sketch_env.render import render_progressive_batch
+from sketch_env.runs import entry_lock, lock_path
 from sketch_env.schedule import Schedule
 
 __all__ = [
@@ -95,14 +96,36 @@ class FeatureStore:
         )
 
 
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _file_digest(source: str) -> str:
+    """SHA-1 of a photo file's bytes (memoised per process on its path, size and modification time); a source
+    that is not a file (a rendering's description) stands for itself."""
+    path = Path(source)
+    try:
+        st = path.stat()
+    except (OSError, ValueError):
+        return ""
+    if not path.is_file():
+        return ""
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        _FILE_DIGESTS[key] = hashlib.sha1(path.read_bytes()).hexdigest()
+    return _FILE_DIGESTS[key]
+
+
 def _sketch_digest(dataset: SketchDataset, split: str) -> str:
-    """SHA-1 over the split's sketches: instance names, sources and the points themselves, in order."""
+    """SHA-1 over the split's sketches (instance names, sources and the points themselves, in order) and its
+    photos (names, sources and, for photo files, their bytes: a photo replaced under the same name changes
+    the key)."""
     h = hashlib.sha1()
     for rec in dataset.sketches(split):
         h.update(f"{rec.instance}\x00{rec.source}\x00".encode())
         h.update(rec.sketch.points.tobytes())
         h.update(rec.sketch.stroke_ends.tobytes())
-    h.update("\x01".join(f"{p.instance}\x00{p.source}" for p in dataset.photos(split)).encode())
+    h.update("\x01".join(f"{p.instance}\x00{p.source}\x00{_file_digest(p.source)}"
+                         for p in dataset.photos(split)).encode())
     return h.hexdigest()
 
 
@@ -167,6 +190,11 @@ def _load(path: Path, key: str) -> FeatureStore | str:
     photo_index = np.array(arrays["photo_index"])
     if len(photo_index) and (photo_index.min() < 0 or photo_index.max() >= len(gallery)):
         return "photo_index points outside the gallery"
+    for name in ("sketch_features", "queries", "gallery"):  # a NaN would rank as 0 and pay an infinite reward
+        arr = arrays[name]
+        for lo in range(0, len(arr), 256):
+            if not np.isfinite(arr[lo : lo + 256]).all():
+                return f"{name}.npy holds NaN or inf values"
     return FeatureStore(path, arrays["sketch_features"], arrays["queries"], gallery, photo_index, meta)
 
 
@@ -316,11 +344,22 @@ def open_feature_store(
     root = Path(root_dir) if root_dir is not None else cache_dir("features")
     root.mkdir(parents=True, exist_ok=True)
     final = root / key
+    # one builder per key: a second process waits for the first, then reuses its store
+    with entry_lock(lock_path(final), f"the feature store {final}"):
+        return _open_or_build(final, key, backend, dataset, split, schedule, batch_size, rebuild, progress)
+
+
+def _open_or_build(final: Path, key: str, backend: EmbeddingBackend, dataset: SketchDataset, split: str,
+                   schedule: Schedule, batch_size: int, rebuild: bool, progress: bool) -> FeatureStore:
+    """The store at ``final`` if valid, else built (holding the key's lock)."""
+    root = final.parent
+    for stale in root.glob(f".{key}.build.*"):  # a build killed midway (we hold the lock: nobody else's)
+        shutil.rmtree(stale, ignore_errors=True)
     if not rebuild and final.exists():
         found = _load(final, key)
         if isinstance(found, FeatureStore):
             return found
-        warnings.warn(f"feature store {final} is invalid ({found}); rebuilding", stacklevel=2)
+        warnings.warn(f"feature store {final} is invalid ({found}); rebuilding", stacklevel=3)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.build.", dir=root))
     try:

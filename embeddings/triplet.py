@@ -81,6 +81,36 @@ def preprocess_photos(photos: np.ndarray, mode: str) -> np.ndarray:
     raise ValueError(f"photo_preprocess must be 'invert', 'gray' or 'canny', got {mode!r}")
 
 
+def _positive_int(value: Any) -> bool:
+    return type(value) is int and value >= 1
+
+
+def _check_config(cfg: Mapping[str, Any]) -> None:
+    """Types and ranges of a triplet backend's configuration (a checkpoint's may come from anyone)."""
+    problems = []
+    if not _positive_int(cfg["embed_dim"]) or cfg["embed_dim"] > 4096:
+        problems.append(f"embed_dim must be an integer in [1, 4096], got {cfg['embed_dim']!r}")
+    if not _positive_int(cfg["photo_size"]) or not 8 <= cfg["photo_size"] <= 1024:
+        problems.append(f"photo_size must be an integer in [8, 1024], got {cfg['photo_size']!r}")
+    channels = cfg["channels"]
+    if not (isinstance(channels, (list, tuple)) and 1 <= len(channels) <= 8
+            and all(_positive_int(c) and c <= 2048 for c in channels)):
+        problems.append(f"channels must be 1 to 8 integers in [1, 2048], got {channels!r}")
+    if not _positive_int(cfg["models"]) or not _positive_int(cfg["steps"]) or cfg["steps"] > 1000:
+        problems.append(f"models and steps must be positive integers (steps <= 1000), got {cfg['models']!r}, "
+                        f"{cfg['steps']!r}")
+    margin = cfg["margin"]
+    if not (isinstance(margin, (int, float)) and not isinstance(margin, bool) and 0 < margin < 10):
+        problems.append(f"margin must be a number in (0, 10), got {margin!r}")
+    if not isinstance(cfg["render"], Mapping):
+        problems.append(f"render must be a mapping of RenderConfig fields, got {type(cfg['render']).__name__}")
+    for key in ("attention", "shared", "partial"):
+        if not isinstance(cfg[key], bool):
+            problems.append(f"{key} must be true or false, got {cfg[key]!r}")
+    if problems:
+        raise ValueError("bad backend configuration: " + "; ".join(problems))
+
+
 def _make_branch(cfg: Mapping[str, Any]) -> Branch:
     spec = cfg["backbone"]
     if spec == "small_cnn":
@@ -102,6 +132,7 @@ class TripletBackend(EmbeddingBackend):
         if unknown:
             raise ValueError(f"unknown backend options {sorted(unknown)}; known: {sorted(cfg)}")
         cfg.update(config)
+        _check_config(cfg)
         super().__init__(cfg)
         self.name = cfg["name"]
         self.per_step = cfg["models"] > 1

@@ -108,9 +108,17 @@ def load_npz_checked(path: str | Path, key: str, required: tuple[str, ...] = ())
 def cached_npz(
     path: str | Path, key: str, build: Callable[[], dict[str, np.ndarray]], required: tuple[str, ...] = ()
 ) -> dict[str, np.ndarray]:
-    """Return the cache at ``path`` if valid for ``key``, else ``build()`` it and save it atomically."""
+    """Return the cache at ``path`` if valid for ``key``, else ``build()`` it and save it atomically. Processes
+    asking for the same entry at once build it once: the others wait on its lock, then read it."""
+    from sketch_env.runs import entry_lock, lock_path
+
     data = load_npz_checked(path, key, required)
-    if data is None:
-        data = build()
-        save_npz_atomic(path, key, **data)
+    if data is not None:
+        return data
+    path = Path(path)
+    with entry_lock(lock_path(path), f"the cache {path}"):
+        data = load_npz_checked(path, key, required)
+        if data is None:
+            data = build()
+            save_npz_atomic(path, key, **data)
     return data

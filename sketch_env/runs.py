@@ -1,25 +1,132 @@
-"""Run folders: resume a run or refuse it.
+"""Run folders and cache entries: one writer at a time, resume or refuse, no leftovers.
 
 A training run (a backend, a meta backend, an RL agent, a sketcher) writes its configuration into its
 folder and checkpoints as it goes; started again with the same folder, it resumes, but only if the
-configuration is the one it was written with. :func:`check_resume` is that rule, written once.
+configuration is the one it was written with (:func:`check_resume`).
+
+Locks (the ``filelock`` package; advisory OS locks, released when the holding process ends, even by
+SIGKILL): :func:`run_lock` holds a run folder for the whole run, and a second run into the same folder is
+refused with a message naming the holder; :func:`entry_lock` holds a cache entry (a feature store, a parsed
+dataset, an adapted backend) while it is built, and a second process waits, then reuses what the first
+built. Under a run's lock, :func:`remove_stale_temporaries` deletes what an interrupted write left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable, Mapping
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from sketch_env.backend import flatten_mapping
 from sketch_env.errors import SketchEnvError
 
-__all__ = ["RunConfigError", "check_resume", "plain"]
+__all__ = ["RunConfigError", "RunLockedError", "check_resume", "plain", "run_lock", "entry_lock", "lock_path",
+           "remove_stale_temporaries", "prepare_run_folder"]
+
+LOCK_NAME = ".lock"
 
 
 class RunConfigError(SketchEnvError, ValueError):
     """A run folder holding a run of another configuration."""
+
+
+class RunLockedError(SketchEnvError, RuntimeError):
+    """A run folder another process is writing."""
+
+
+def _owner_file(lock_path: Path) -> Path:
+    return lock_path.with_name(lock_path.name + ".owner")
+
+
+def _holder(lock_path: Path) -> str:
+    try:
+        who = json.loads(_owner_file(lock_path).read_text())
+        return f"process {who['pid']} on {who['host']} since {who['since']}"
+    except Exception:  # no owner note (yet), or an unreadable one
+        return "another process"
+
+
+@contextlib.contextmanager
+def _held(lock: FileLock, lock_path: Path) -> Iterator[None]:
+    """The block runs with ``lock`` (already acquired) held, its owner noted beside it."""
+    try:
+        note = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        _owner_file(lock_path).write_text(json.dumps(note))
+        yield
+    finally:
+        lock.release()
+
+
+def prepare_run_folder(folder: str | Path) -> Path:
+    """``folder`` created if needed; a path that exists and is not a folder is a :class:`RunConfigError`."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise RunConfigError(f"{folder} is a file, not a run folder: pass another --out")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@contextlib.contextmanager
+def run_lock(folder: str | Path) -> Iterator[Path]:
+    """Hold run folder ``folder`` (created if needed) for the block; held elsewhere, a
+    :class:`RunLockedError` names the holder. Stale temporaries of interrupted writes are removed once held."""
+    folder = prepare_run_folder(folder)
+    lock_path = folder / LOCK_NAME
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RunLockedError(f"{folder} is in use by {_holder(lock_path)}: wait for it to finish, or pass "
+                             "another --out") from None
+    with _held(lock, lock_path):
+        remove_stale_temporaries(folder)
+        yield folder
+
+
+@contextlib.contextmanager
+def entry_lock(lock_path: str | Path, what: str) -> Iterator[None]:
+    """Hold the lock file ``lock_path`` of a cache entry while building it; another process holding it is
+    waited for (with a message after a second), so the entry is built once and then reused."""
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=1.0)
+    except Timeout:
+        print(f"sketch_env: waiting for {_holder(lock_path)}, which is building {what}", file=sys.stderr,
+              flush=True)
+        lock.acquire()
+    with _held(lock, lock_path):
+        yield
+
+
+def lock_path(entry: str | Path) -> Path:
+    """Where the lock of cache entry ``entry`` lives: ``$SKETCH_ENV_CACHE/locks/``, named by a hash of the
+    entry's absolute path (so entry folders hold only their own files)."""
+    from sketch_env.cache import cache_dir, stable_hash
+
+    entry = Path(entry).resolve()
+    return cache_dir("locks") / f"{entry.name}-{stable_hash(str(entry), 12)}.lock"
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries an interrupted atomic write left in ``folder`` (``.NAME.*.tmp`` files of
+    :func:`sketch_env.cache.atomic_path`); call it only while holding the folder's lock."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp*"):
+        if tmp.is_file() and tmp.name != LOCK_NAME:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 def plain(obj: Any) -> Any:

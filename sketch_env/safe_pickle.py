@@ -17,6 +17,11 @@ whose list is shorter than its shape. So every state is checked before NumPy see
 its own state up to the byte order, an array's must hold exactly as many items or bytes as its shape
 needs. The C unpickler has no hook for that (the BUILD opcode), so the pure-Python one is used: about 4x
 slower than ``pickle.load``, some 0.1 s for all of Shoe-V2.
+
+Nothing a pickle says can make the loader allocate much more than the file holds, nor nest without bound:
+an array (or a NumPy scalar) needs its bytes in the file, a dtype's item is at most :data:`MAX_ITEMSIZE`
+bytes, and containers nest at most :data:`MAX_DEPTH` deep (hashing a tuple nested 200,000 deep, as a dict
+key does, overflows the C stack).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import reprlib
 import struct
 from functools import lru_cache
 from pathlib import Path
@@ -32,11 +38,17 @@ from typing import Any
 import numpy as np
 
 from sketch_env.errors import DataFormatError, UnsafePickleError
+from sketch_env.limits import MAX_FILE_BYTES, read_bytes_bounded
 
-__all__ = ["safe_load_pickle", "safe_loads"]
+__all__ = ["safe_load_pickle", "safe_loads", "MAX_DEPTH", "MAX_ITEMSIZE"]
 
 #: dtype kinds an array of sketch data can have (no structured, void or datetime dtypes)
 _DTYPE_KINDS = frozenset("biufcOSU")
+#: how deep containers (tuples, lists, dicts, sets) may nest
+MAX_DEPTH = 64
+#: the largest item a dtype may describe, in bytes (a string of 64 KiB; numbers are 16 bytes at most)
+MAX_ITEMSIZE = 1 << 16
+_CONTAINERS = (tuple, list, dict, set, frozenset)
 
 
 class _NDArrayToken:
@@ -60,18 +72,39 @@ def _numpy_core() -> tuple[Any, Any]:
 
 
 def _reconstruct(subtype: object, shape: object, dtype: object) -> np.ndarray:
+    # NumPy pickles an array as an empty one (shape (0,)) whose BUILD state then brings shape and data; a
+    # larger shape here would be allocated (objects: zero-filled pointers) before any state is checked
     if subtype is not _NDARRAY:
         raise pickle.UnpicklingError(f"_reconstruct of {subtype!r}, not numpy.ndarray")
+    if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape) and math.prod(shape) == 0):
+        raise pickle.UnpicklingError(f"_reconstruct with shape {shape!r}: arrays are rebuilt from an empty one")
     return _numpy_core()[0]._reconstruct(np.ndarray, shape, dtype)
+
+
+def _scalar(dtype: object, data: object = None) -> object:
+    if not isinstance(dtype, np.dtype) or not isinstance(data, (bytes, str)) or len(data) != dtype.itemsize:
+        raise pickle.UnpicklingError(f"numpy scalar of {dtype!r} needs exactly its item's bytes")
+    return _numpy_core()[0].scalar(dtype, data)
+
+
+def _empty_bytes(*args: object) -> bytes:
+    # protocol 2 spells an empty bytes object as __builtin__.bytes(); nothing else is called through it
+    if args:
+        raise pickle.UnpicklingError("bytes(...) with arguments; pickles spell only the empty bytes this way")
+    return b""
 
 
 def _dtype(obj: object, align: bool = False, copy: bool = True) -> np.dtype:
     # always a fresh copy, so that a state set afterwards never touches NumPy's shared built-in dtypes
     if not isinstance(obj, str):
         raise pickle.UnpicklingError(f"numpy.dtype of a {type(obj).__name__}; pickles give a type code")
+    if len(obj) > 16:
+        raise pickle.UnpicklingError(f"dtype code {obj[:20]!r}... is not a plain type code")
     dtype = np.dtype(obj, bool(align), True)
     if dtype.kind not in _DTYPE_KINDS:
         raise pickle.UnpicklingError(f"dtype {dtype} is not a plain numeric, string or object dtype")
+    if dtype.itemsize > MAX_ITEMSIZE:
+        raise pickle.UnpicklingError(f"dtype {dtype} has items of {dtype.itemsize} bytes (at most {MAX_ITEMSIZE})")
     return dtype
 
 
@@ -90,10 +123,12 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("numpy", "dtype"): _dtype,
         ("numpy", "ndarray"): _NDARRAY,
         ("_codecs", "encode"): _latin1_encode,
+        ("__builtin__", "bytes"): _empty_bytes,
+        ("builtins", "bytes"): _empty_bytes,
     }
     for core in ("numpy.core", "numpy._core"):
         table[(f"{core}.multiarray", "_reconstruct")] = _reconstruct
-        table[(f"{core}.multiarray", "scalar")] = multiarray.scalar  # checks its data length itself
+        table[(f"{core}.multiarray", "scalar")] = _scalar
         # protocol 5 rebuilds contiguous arrays with frombuffer + reshape, which check sizes themselves
         table[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer
     return table
@@ -102,9 +137,9 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
 def _check_dtype_state(dtype: np.dtype, state: object) -> None:
     own = dtype.__reduce__()[2]
     if not (isinstance(state, tuple) and len(state) == len(own) and state[1] in ("<", ">", "|", "=")):
-        raise pickle.UnpicklingError(f"malformed state for dtype {dtype}: {state!r}")
+        raise pickle.UnpicklingError(f"malformed state for dtype {dtype}: {reprlib.repr(state)}")
     if state[:1] + state[2:] != own[:1] + own[2:]:
-        raise pickle.UnpicklingError(f"state {state!r} does not describe dtype {dtype}")
+        raise pickle.UnpicklingError(f"state {reprlib.repr(state)} does not describe dtype {dtype}")
 
 
 def _check_array_state(state: object) -> None:
@@ -118,7 +153,7 @@ def _check_array_state(state: object) -> None:
         and isinstance(dtype, np.dtype)
         and type(fortran) in (bool, int)
     ):
-        raise pickle.UnpicklingError(f"malformed array state header {state[:4]!r}")
+        raise pickle.UnpicklingError(f"malformed array state header {reprlib.repr(state[:4])}")
     count = math.prod(shape)
     if dtype.hasobject:
         if not (isinstance(data, list) and len(data) == count):
@@ -129,12 +164,41 @@ def _check_array_state(state: object) -> None:
         )
 
 
+def _built(opcode: bytes):
+    """A container built whole (tuple, list, dict, frozenset from the stack): its depth from its items."""
+    load = pickle._Unpickler.dispatch[opcode[0]]
+
+    def run(self) -> None:
+        load(self)
+        obj = self.stack[-1]
+        items = [x for kv in obj.items() for x in kv] if isinstance(obj, dict) else obj
+        self._record(obj, 1 + max((self._depth(x) for x in items), default=0))
+
+    return run
+
+def _grown(opcode: bytes):
+    """Items added to a container (append, setitem, additems): its depth grows by theirs only, so a long
+    run of additions costs linear time. (A mutable container grown after being put inside another leaves
+    the outer's depth stale; only immutable ones are hashed, and those are built whole.)"""
+    load = pickle._Unpickler.dispatch[opcode[0]]
+    single = {pickle.APPEND[0]: 1, pickle.SETITEM[0]: 2}.get(opcode[0])
+
+    def run(self) -> None:
+        added = list(self.stack[-single:]) if single else list(self.stack)  # the items after the mark
+        load(self)
+        obj = self.stack[-1]
+        self._record(obj, max(self._depth(obj), 1 + max((self._depth(x) for x in added), default=0)))
+
+    return run
+
+
 class _NumpyOnlyUnpickler(pickle._Unpickler):
     def __init__(self, data: bytes, path: str) -> None:
         # latin1 lets NumPy read array data pickled by Python 2 (as in the sketch-rnn files)
         super().__init__(io.BytesIO(data), encoding="latin1")
         self._path = path
         self._size = len(data)
+        self._depths: dict[int, tuple[object, int]] = {}  # id -> (container, nesting depth): kept alive
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -145,6 +209,14 @@ class _NumpyOnlyUnpickler(pickle._Unpickler):
                 f"refusing global {module}.{name}: only NumPy arrays and plain containers are allowed "
                 "(a pickle that names other globals can run code when loaded)",
             ) from None
+
+    def _load_global(self) -> None:
+        # GLOBAL names a module and a name, each ending in a newline: a name without one was cut short by the
+        # end of the file, which is a truncated file, not an unsafe global
+        module, name = self.readline(), self.readline()
+        if not (module.endswith(b"\n") and name.endswith(b"\n")):
+            raise pickle.UnpicklingError("pickle data was truncated")
+        self.append(self.find_class(module[:-1].decode("utf-8"), name[:-1].decode("utf-8")))
 
     def _load_build(self) -> None:
         inst, state = self.stack[-2], self.stack[-1]
@@ -166,10 +238,26 @@ class _NumpyOnlyUnpickler(pickle._Unpickler):
             raise pickle.UnpicklingError("pickle data was truncated")
         self.append(buf)
 
+    def _depth(self, obj: object) -> int:
+        if not isinstance(obj, _CONTAINERS):
+            return 0
+        known = self._depths.get(id(obj))
+        return known[1] if known is not None and known[0] is obj else 1
+
+    def _record(self, obj: object, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise pickle.UnpicklingError(f"containers nested more than {MAX_DEPTH} deep")
+        self._depths[id(obj)] = (obj, depth)
+
     dispatch = {
         **pickle._Unpickler.dispatch,
+        pickle.GLOBAL[0]: _load_global,
         pickle.BUILD[0]: _load_build,
         pickle.BYTEARRAY8[0]: _load_bytearray8,
+        **{op[0]: _built(op) for op in (pickle.TUPLE, pickle.TUPLE1, pickle.TUPLE2, pickle.TUPLE3, pickle.LIST,
+                                        pickle.DICT, pickle.FROZENSET)},
+        **{op[0]: _grown(op) for op in (pickle.APPEND, pickle.APPENDS, pickle.SETITEM, pickle.SETITEMS,
+                                        pickle.ADDITEMS)},
     }
 
 
@@ -187,10 +275,8 @@ def safe_loads(data: bytes, path: str | Path) -> object:
         raise DataFormatError(path, f"not a readable pickle ({type(exc).__name__}: {exc})") from exc
 
 
-def safe_load_pickle(path: str | Path) -> object:
-    """Load the pickle at ``path`` allowing only NumPy arrays, NumPy scalars and plain containers."""
-    try:
-        data = Path(path).read_bytes()  # whole file: a corrupt length prefix then cannot ask for huge reads
-    except OSError as exc:
-        raise DataFormatError(path, f"cannot read file ({exc.strerror or exc})") from exc
-    return safe_loads(data, path)
+def safe_load_pickle(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> object:
+    """Load the pickle at ``path`` (at most ``max_bytes``) allowing only NumPy arrays, NumPy scalars and plain
+    containers."""
+    # the whole file: a corrupt length prefix then cannot ask for huge reads
+    return safe_loads(read_bytes_bounded(path, max_bytes), path)

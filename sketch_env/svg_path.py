@@ -144,17 +144,19 @@ def _as_cubic(start: np.ndarray, kind: str, coords: tuple[float, ...]) -> np.nda
     return np.array([start, start + 2 * (c - start) / 3, end + 2 * (c - end) / 3, end])
 
 
-def sample_path(d: str, step: float) -> list[np.ndarray]:
+def sample_path(d: str, step: float, max_points: int | None = None) -> list[np.ndarray]:
     """Sample path data into polylines, one ``(n, 2)`` float64 array per sub-path.
 
     Each segment is cut into ``ceil(L / step)`` equal parameter intervals, where ``L`` (the length of
     its control polygon) bounds the curve's length, so consecutive points are at most about ``step``
     apart. All segments of a sub-path are evaluated at once (Bernstein form). A sub-path that is a lone
-    move-to gives one point.
+    move-to gives one point. With ``max_points``, path data that would sample more points is a ValueError,
+    raised before the points are allocated.
     """
-    if step <= 0:
+    if not step > 0:
         raise ValueError(f"step must be positive, got {step}")
     polylines = []
+    total = 0
     for sub in parse_path(d):
         start = np.array(sub[0][1], dtype=np.float64)
         if len(sub) == 1:
@@ -166,7 +168,13 @@ def sample_path(d: str, step: float) -> list[np.ndarray]:
             ctrl[j] = _as_cubic(cursor, kind, coords)
             cursor = ctrl[j, 3]
         lengths = np.linalg.norm(np.diff(ctrl, axis=1), axis=2).sum(axis=1)
-        counts = np.maximum(1, np.ceil(lengths / step).astype(np.int64))
+        if not np.isfinite(lengths).all():
+            raise ValueError("path coordinates are not finite")
+        wanted = np.maximum(1.0, np.ceil(lengths / step))
+        total += 1 + float(wanted.sum())
+        if max_points is not None and total > max_points:
+            raise ValueError(f"the path samples to more than {max_points:,} points (step {step:g})")
+        counts = wanted.astype(np.int64)
         seg = np.repeat(np.arange(len(ctrl)), counts)
         # parameter of each sample within its segment: k / n for k = 1..n
         offsets = np.arange(len(seg)) - np.repeat(np.cumsum(counts) - counts, counts)

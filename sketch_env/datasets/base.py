@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from sketch_env.errors import DataFormatError
+from sketch_env.limits import MAX_PHOTO_PIXELS, check_bound, check_file_size
 from sketch_env.sketch import Sketch
 
 __all__ = [
@@ -71,11 +72,24 @@ def stable_fraction(name: str, salt: str = "") -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def read_photo_file(path: str, size: int) -> np.ndarray:
+def read_photo_file(path: str, size: int, max_pixels: int = MAX_PHOTO_PIXELS) -> np.ndarray:
     """Read an image file as uint8 RGB ``(size, size, 3)`` (area-resampled, aspect kept by padding white).
 
-    Raises :class:`DataFormatError` naming the file when it is missing or not a readable image.
+    Raises :class:`DataFormatError` naming the file when it is missing, not a readable image, or larger than
+    ``max_pixels`` (read from its header before it is decoded: a 249 KB PNG can decode to 1.5 GB).
     """
+    from PIL import Image
+
+    check_file_size(path)
+    try:
+        with Image.open(path) as probe:  # reads the header only
+            width, height = probe.size
+    except Image.DecompressionBombError as exc:
+        raise DataFormatError(path, f"image is too large to decode ({exc})") from exc
+    except Exception:  # not an image Pillow knows: cv2 below decides
+        width = height = None
+    if width is not None:
+        check_bound(path, width * height, max_pixels, "the image's number of pixels")
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise DataFormatError(path, "cannot read image (missing, truncated or not an image)")

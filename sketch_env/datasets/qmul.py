@@ -25,6 +25,7 @@ import numpy as np
 
 from sketch_env.datasets.base import PhotoRecord, SketchDataset, SketchRecord, read_photo_file
 from sketch_env.errors import DataFormatError, SketchError
+from sketch_env.limits import MAX_SKETCH_POINTS, check_bound
 from sketch_env.safe_pickle import safe_load_pickle
 from sketch_env.sketch import Sketch
 
@@ -87,6 +88,7 @@ class QMULDataset(SketchDataset):
             if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
                 what = f"{arr.dtype} array" if isinstance(arr, np.ndarray) else type(arr).__name__
                 raise DataFormatError(path, f"value must be a numeric (N, 3) array, got a {what}", item)
+            check_bound(path, len(arr), MAX_SKETCH_POINTS, "the sketch's number of points", item)
             try:
                 sketch = Sketch.from_absolute(arr, frame=FRAME)
             except SketchError as exc:

@@ -28,6 +28,7 @@ import numpy as np
 
 from sketch_env.datasets.base import PhotoRecord, SketchDataset, SketchRecord, stable_fraction
 from sketch_env.errors import DataFormatError, SketchError
+from sketch_env.limits import MAX_MEMBER_BYTES, MAX_SKETCH_POINTS, check_bound, read_bytes_bounded
 from sketch_env.safe_pickle import safe_loads
 from sketch_env.sketch import Sketch
 
@@ -55,10 +56,15 @@ def _drawing_strokes(drawing: object) -> list[np.ndarray]:
         if len(xs) != len(ys) or not all(type(v) in (int, float) for v in xs + ys):
             raise TypeError(f"stroke {i} must have as many numeric x as y coordinates")
         strokes.append(np.column_stack([np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)]))
+    if sum(len(s) for s in strokes) > MAX_SKETCH_POINTS:
+        raise TypeError(f"the drawing has more than {MAX_SKETCH_POINTS:,} points (sketch_env.limits)")
     return strokes
 
 
-def _read_npy_member(zf: zipfile.ZipFile, member: str, path: Path) -> np.ndarray:
+def _read_npy_member(zf: zipfile.ZipFile, member: str, path: Path, max_bytes: int = MAX_MEMBER_BYTES) -> np.ndarray:
+    # the uncompressed size is announced in the zip directory: checked before inflating (a 1.5 MB member can
+    # inflate to 1.5 GB)
+    check_bound(path, zf.getinfo(member).file_size, max_bytes, "the uncompressed size in bytes", member)
     fp = io.BytesIO(zf.read(member))
     version = np.lib.format.read_magic(fp)
     if version not in ((1, 0), (2, 0)):
@@ -117,8 +123,8 @@ class QuickDrawDataset(SketchDataset):
     def _read_ndjson(self, path: Path) -> list[SketchRecord]:
         records = []
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
+            lines = read_bytes_bounded(path).decode("utf-8").splitlines()
+        except UnicodeDecodeError as exc:
             raise DataFormatError(path, f"cannot read as UTF-8 text ({exc})") from exc
         for n, line in enumerate(lines, start=1):
             if not line.strip():
@@ -130,6 +136,8 @@ class QuickDrawDataset(SketchDataset):
                 if not isinstance(obj, dict):
                     raise TypeError(f"expected a JSON object, got {type(obj).__name__}")
                 sketch = Sketch.from_strokes(_drawing_strokes(obj.get("drawing")), frame=FRAME)
+            except RecursionError:
+                raise DataFormatError(path, "JSON nested too deep to be a drawing", item=f"line {n}") from None
             except (
                 ValueError,
                 TypeError,
@@ -169,6 +177,7 @@ class QuickDrawDataset(SketchDataset):
                 item = f"{key}[{i}]"
                 if not isinstance(seq, np.ndarray) or seq.dtype.kind not in "biuf":
                     raise DataFormatError(path, "each sketch must be a numeric (N, 3) stroke-3 array", item)
+                check_bound(path, len(seq), MAX_SKETCH_POINTS, "the sketch's number of points", item)
                 try:
                     sketch = Sketch.from_stroke3(seq, frame="fit")
                 except SketchError as exc:

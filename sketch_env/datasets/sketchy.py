@@ -38,6 +38,7 @@ from sketch_env.datasets.base import (
     stable_fraction,
 )
 from sketch_env.errors import DataFormatError, SketchError
+from sketch_env.limits import MAX_CANVAS, MAX_FILE_BYTES, MAX_SKETCH_POINTS, check_bound, check_file_size
 from sketch_env.sketch import Sketch
 from sketch_env.svg_path import PathSyntaxError, parse_path, sample_path
 
@@ -67,12 +68,18 @@ def _canvas_side(svg: ET.Element, attr: str, default: float, path: Path) -> floa
     match = _LENGTH.fullmatch(value)
     if match is None or not 0 < float(match.group(1)) < float("inf"):
         raise DataFormatError(path, f"svg {attr}={value!r} is not a positive length in pixels")
+    check_bound(path, float(match.group(1)), MAX_CANVAS, f"the svg {attr} in pixels")
     return float(match.group(1))
 
 
-def read_sketchy_svg(path: str | Path, curve_step: float = 16.0) -> Sketch:
-    """One Sketchy SVG as a :class:`Sketch`; :class:`DataFormatError` names the file (and path) when bad."""
+def read_sketchy_svg(path: str | Path, curve_step: float = 16.0, max_points: int = MAX_SKETCH_POINTS,
+                     max_bytes: int = MAX_FILE_BYTES) -> Sketch:
+    """One Sketchy SVG as a :class:`Sketch`; :class:`DataFormatError` names the file (and path) when bad.
+
+    ``max_points`` bounds the points of the sampled sketch and ``max_bytes`` the file
+    (:mod:`sketch_env.limits`): both are checked before anything is allocated for them."""
     path = Path(path)
+    check_file_size(path, max_bytes)
     try:
         svg = ET.parse(path).getroot()
     except (ET.ParseError, OSError, LookupError) as exc:  # LookupError: an unknown declared encoding
@@ -90,7 +97,7 @@ def read_sketchy_svg(path: str | Path, curve_step: float = 16.0) -> Sketch:
                 raise ValueError(
                     f"a coordinate ({extent:g}) is far outside the {width:g} x {height:g} canvas"
                 )
-            strokes.extend(sample_path(d, curve_step))
+            strokes.extend(sample_path(d, curve_step, max_points - sum(len(s) for s in strokes)))
         except (PathSyntaxError, ValueError) as exc:
             raise DataFormatError(path, f"bad path data: {exc}", item=f"path {i}") from exc
     try:

@@ -13,7 +13,7 @@ from agents.algorithms import ALGORITHMS, SketchPPO, algorithm_spec
 from agents.io import load_agent, save_agent
 from agents.policy import LinearGaussianPolicy
 from sketch_env.errors import DataFormatError
-from tests.helpers import pendulum_vec_env
+from tests.helpers import SYNTHETIC, pendulum_vec_env
 
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
@@ -22,7 +22,7 @@ def test_save_load_round_trip_without_unpickling(tmp_path, name):
     hp = {"n_steps": 16} | ({} if name == "vpg" else {"batch_size": 16})
     model = cls(LinearGaussianPolicy, pendulum_vec_env(), policy_kwargs=policy_kwargs, seed=0, **fixed, **hp)
     model.learn(32)
-    path = save_agent(model, tmp_path / "agent", name, "Pendulum-v1", {}, hp)
+    path = save_agent(model, tmp_path / "agent", name, SYNTHETIC, {}, hp)
     loaded = load_agent(path)
     assert type(loaded) is cls
     obs = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
@@ -36,7 +36,7 @@ def test_load_refuses_foreign_and_tampered_files(tmp_path):
         load_agent(tmp_path / "plain.zip")
     # a file of ours with one more pickled value than the metadata covers
     model = SketchPPO(LinearGaussianPolicy, pendulum_vec_env(), n_steps=16, batch_size=16)
-    path = save_agent(model, tmp_path / "ours", "ppo-a-clip", "Pendulum-v1", {}, {})
+    path = save_agent(model, tmp_path / "ours", "ppo-a-clip", SYNTHETIC, {}, {})
     with zipfile.ZipFile(path) as z:
         members = {n: z.read(n) for n in z.namelist()}
     data = json.loads(members["data"])
