@@ -167,6 +167,32 @@ def _split_selection(photo_names: list[str], store_photo_index: np.ndarray, spli
     return keep, np.flatnonzero(keep[store_photo_index])
 
 
+#: the longest schedule an env may ask for (the feature store holds S rasters per sketch)
+MAX_STEPS = 1000
+
+
+def _check_data_arguments(split: Any, steps: Any, schedule: Any, val_fraction: Any, backend_seed: Any,
+                          distractors: Any, train_if_missing: Any, progress: Any) -> None:
+    """Types and ranges of the data arguments, before any work starts."""
+    from sketch_env.envs.engine import is_count, is_real
+    from sketch_env.schedule import SCHEDULES
+
+    if split not in ENV_SPLITS:
+        raise ValueError(f"split must be one of {ENV_SPLITS}, got {split!r}")
+    if not is_count(steps) or steps > MAX_STEPS:
+        raise ValueError(f"steps must be an integer in [1, {MAX_STEPS}], got {steps!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}")
+    if val_fraction is not None and not (is_real(val_fraction) and 0 < val_fraction < 1):
+        raise ValueError(f"val_fraction must be None or a number in (0, 1), got {val_fraction!r}")
+    if not is_count(backend_seed, 0):
+        raise ValueError(f"backend_seed must be an integer >= 0, got {backend_seed!r}")
+    for name, value in (("distractors", distractors), ("train_if_missing", train_if_missing),
+                        ("progress", progress)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 def load_retrieval_data(
     dataset: str | None = None,
     backend: str = "b1",
@@ -195,10 +221,8 @@ def load_retrieval_data(
 
     Memoised per process on the arguments and the checkpoint file's size and modification time.
     """
-    if split not in ENV_SPLITS:
-        raise ValueError(f"split must be one of {ENV_SPLITS}, got {split!r}")
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    _check_data_arguments(split, steps, schedule, val_fraction, backend_seed, distractors, train_if_missing,
+                          progress)
     backend = str(backend)
     if dataset is None and not _is_path(backend):
         dataset = "kanji"

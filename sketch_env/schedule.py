@@ -26,7 +26,7 @@ import numpy as np
 
 from sketch_env.sketch import Sketch
 
-__all__ = ["Schedule", "PointSchedule", "StrokeSchedule", "make_schedule", "point_cuts"]
+__all__ = ["SCHEDULES", "Schedule", "PointSchedule", "StrokeSchedule", "make_schedule", "point_cuts"]
 
 
 def point_cuts(num_points: int, steps: int) -> np.ndarray:
@@ -90,6 +90,10 @@ class StrokeSchedule(Schedule):
         k = len(ends)
         strokes_shown = np.ceil(np.arange(1, self.steps + 1) * k / self.steps).astype(np.int64)
         return ends[np.clip(strokes_shown, 1, k) - 1]
+
+
+#: the schedule names :func:`make_schedule` takes
+SCHEDULES = ("points", "point", "strokes", "stroke")
 
 
 def make_schedule(name: str = "points", steps: int | None = 20) -> Schedule:

@@ -27,7 +27,8 @@ from sketch_env import metrics
 from sketch_env.envs import kendall, rewards, step
 from sketch_env.envs.data import RetrievalData
 
-__all__ = ["EnvOptions", "OPTION_NAMES", "make_options", "RetrievalEngine", "make_spaces", "ACTION_MODES", "ORDERS"]
+__all__ = ["EnvOptions", "OPTION_NAMES", "make_options", "RetrievalEngine", "make_spaces", "ACTION_MODES", "ORDERS",
+           "is_real", "is_count", "as_actions"]
 
 ACTION_MODES = ("direct", "residual")
 ORDERS = ("random", "sequential")
@@ -57,16 +58,44 @@ class EnvOptions:
             raise ValueError(f"unknown reward {self.reward!r}; choose one of {', '.join(rewards.REWARD_SCHEMES)}")
         if self.order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {self.order!r}")
-        for name in ("gamma1", "gamma2", "reward_scale", "obs_bound", "action_bound"):
+        # bounded so that no reward can overflow: |reward| <= scale * (|gamma1| * rank_max + |gamma2|)
+        for name, low, high in (("gamma1", -1e6, 1e6), ("gamma2", -1e6, 1e6), ("reward_scale", 1e-12, 1e6),
+                                ("obs_bound", 1e-12, 1e12), ("action_bound", 1e-12, 1e12)):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if self.obs_bound <= 0 or self.action_bound <= 0:
-            raise ValueError(f"obs_bound and action_bound must be > 0, got {self.obs_bound}, {self.action_bound}")
-        if not isinstance(self.topk, (int, np.integer)) or self.topk < 1:
+            if not is_real(value) or not low <= value <= high:
+                raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+        if not is_count(self.topk):
             raise ValueError(f"topk must be a positive integer, got {self.topk!r}")
+        for name in ("kendall", "observe_progress"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if rewards.needs_kendall(self.reward) and not self.kendall:
             raise ValueError("reward='paper' needs the Kendall-tau distance: kendall=False is not possible with it")
+
+
+def is_real(value: Any) -> bool:
+    """A finite real number (not a bool, not complex)."""
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(value))
+
+
+def is_count(value: Any, low: int = 1) -> bool:
+    """An integer >= ``low`` (not a bool)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= low
+
+
+def as_actions(actions: Any, shape: tuple[int, ...], finite: bool = True, name: str = "actions") -> np.ndarray:
+    """``actions`` as float32 of ``shape``; a complex, non-numeric, mis-shaped or (``finite``) non-finite
+    action is a ValueError naming them ``name`` (a cast would silently drop an imaginary part)."""
+    a = np.asarray(actions)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be real numbers, got dtype {a.dtype}")
+    a = a.astype(np.float32, copy=False)
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+    if finite and not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite, and NaN or inf values were given")
+    return a
 
 
 #: the behaviour arguments every retrieval env takes
@@ -199,12 +228,7 @@ class RetrievalEngine:
 
     # -- a step --------------------------------------------------------------------------------------
     def _queries(self, actions: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        a = np.asarray(actions, dtype=np.float32)
-        d = self.data.embed_dim
-        if a.shape != (len(ids), d):
-            raise ValueError(f"actions must have shape ({len(ids)}, {d}), got {a.shape}")
-        if not np.isfinite(a).all():
-            raise ValueError("actions contain NaN or inf")
+        a = as_actions(actions, (len(ids), self.data.embed_dim))
         own = None
         if self.options.action == "residual":
             own = np.asarray(self.data.queries[self.data.rows(self.sketch[ids]), self.t[ids]], dtype=np.float32)

@@ -9,7 +9,7 @@ import numpy as np
 
 from sketch_env.envs import step
 from sketch_env.envs.data import DataBackedEnv, RetrievalData
-from sketch_env.envs.engine import OPTION_NAMES, RetrievalEngine, make_options, make_spaces
+from sketch_env.envs.engine import OPTION_NAMES, RetrievalEngine, as_actions, make_options, make_spaces
 
 __all__ = ["OnTheFlyRetrievalEnv"]
 
@@ -158,9 +158,7 @@ class OnTheFlyRetrievalEnv(DataBackedEnv, gym.Env):
         return self._engine.observe()[0], info
 
     def step(self, action: np.ndarray):
-        a = np.asarray(action, dtype=np.float32)
-        if a.shape != self.action_space.shape:
-            raise ValueError(f"action must have shape {self.action_space.shape}, got {a.shape}")
+        a = as_actions(action, self.action_space.shape, name="action")
         reward, terminated, info = self._engine.step(a[None])
         one = {key: (value[0] if key == "topk" else value[0].item()) for key, value in info.items()}
         if np.isnan(one["kendall_tau"]):  # undefined: the first step, or kendall=False

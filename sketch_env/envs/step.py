@@ -156,7 +156,7 @@ def choose_sketch(options: dict[str, Any] | None, num_sketches: int, order: str,
     in turn (``order="sequential"``), else one drawn uniformly with ``rng`` (``order="random"``)."""
     if options and options.get("sketch_index") is not None:
         i = options["sketch_index"]
-        if not isinstance(i, (int, np.integer)) or not 0 <= i < num_sketches:
+        if not isinstance(i, (int, np.integer)) or isinstance(i, (bool, np.bool_)) or not 0 <= i < num_sketches:
             raise ValueError(f"options['sketch_index'] must be an int in [0, {num_sketches}), got {i!r}")
         return int(i)
     if order == "sequential":

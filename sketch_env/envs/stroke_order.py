@@ -55,7 +55,7 @@ from pettingzoo import ParallelEnv
 
 from sketch_env.envs import kendall, rewards, step
 from sketch_env.envs.data import RetrievalData
-from sketch_env.envs.engine import ACTION_MODES, ORDERS
+from sketch_env.envs.engine import ACTION_MODES, ORDERS, as_actions, is_count
 from sketch_env.render import render_sketch
 from sketch_env.sketch import Sketch
 
@@ -277,11 +277,7 @@ class StrokeOrderParallelEnv(ParallelEnv):
 
     def _query(self, action: Any) -> np.ndarray:
         """The retriever's query ``(1, d)`` for the current canvas (``action`` checked)."""
-        a = np.asarray(action, dtype=np.float32).reshape(-1)
-        if a.shape != (self._embed_dim,):
-            raise ValueError(f"retriever action must have shape ({self._embed_dim},), got {a.shape}")
-        if not np.isfinite(a).all():
-            raise ValueError("retriever action contains NaN or inf")
+        a = as_actions(np.asarray(action).reshape(-1), (self._embed_dim,), name="retriever action")
         return step.queries_from_actions(a[None], self._own[None] if self.action_mode == "residual" else None)
 
     def _stroke(self, action: Any) -> int:
@@ -290,7 +286,7 @@ class StrokeOrderParallelEnv(ParallelEnv):
         if isinstance(j, np.ndarray) and j.shape in ((), (1,)):
             j = j.reshape(()).item()
         n = len(self._drawn)
-        if not isinstance(j, (int, np.integer)) or not 0 <= j < self.max_strokes:
+        if not is_count(j, 0) or not j < self.max_strokes:
             raise ValueError(f"sketcher action must be an int in [0, {self.max_strokes}), got {j!r}")
         if j >= n:
             raise ValueError(f"sketcher chose stroke {j}, but sketch {self._sketch} has only {n} strokes "

@@ -10,7 +10,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from sketch_env.envs.data import DataBackedEnv, RetrievalData
-from sketch_env.envs.engine import OPTION_NAMES, RetrievalEngine, make_options, make_spaces
+from sketch_env.envs.engine import OPTION_NAMES, RetrievalEngine, as_actions, make_options, make_spaces
 
 __all__ = ["OnTheFlyRetrievalVectorEnv"]
 
@@ -140,9 +140,7 @@ class OnTheFlyRetrievalVectorEnv(DataBackedEnv, VectorEnv):
 
     def step(self, actions: np.ndarray):
         n = self.num_envs
-        actions = np.asarray(actions, dtype=np.float32)
-        if actions.shape != self.action_space.shape:
-            raise ValueError(f"actions must have shape {self.action_space.shape}, got {actions.shape}")
+        actions = as_actions(actions, self.action_space.shape, finite=False)  # stepped envs' are checked
         reward = np.zeros(n, dtype=np.float64)
         terminated = np.zeros(n, dtype=bool)
         truncated = np.zeros(n, dtype=bool)
