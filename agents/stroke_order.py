@@ -19,7 +19,6 @@ learned sketcher.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -34,9 +33,9 @@ from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from sketch_env.cache import atomic_path, write_json
+from sketch_env.cache import atomic_path, read_json, write_json
 from sketch_env.envs.stroke_order import DESCRIPTOR_INDEX, DESCRIPTOR_SIZE, StrokeOrderParallelEnv
-from sketch_env.runs import check_resume
+from sketch_env.runs import check_resume, read_resume_file, run_lock
 
 __all__ = ["Retriever", "frozen_retriever", "policy_retriever", "SketcherGymEnv", "play_episode",
            "human_chooser", "longest_first_chooser", "random_chooser", "greedy_chooser", "policy_chooser",
@@ -352,23 +351,27 @@ def train_sketcher(cfg: SketcherTrainConfig, make_game: Callable[[], StrokeOrder
     midway resumes from ``checkpoint.pt`` (read with ``torch.load(weights_only=True)``): the policy, Adam
     state and step count continue; the env episodes and random streams start afresh, so a resumed sketcher
     is a run of the same settings, not bit for bit the uninterrupted one."""
+    with run_lock(cfg.out) as out:  # one training per run folder
+        return _train_sketcher_locked(cfg, out, make_game, retriever)
+
+
+def _train_sketcher_locked(cfg: SketcherTrainConfig, out: Path, make_game: Callable[[], StrokeOrderParallelEnv],
+                           retriever: Retriever | None) -> Path:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    out = Path(cfg.out)
     path = out / "policy.pt"
     wanted = cfg.settings()
     if path.is_file():
-        done = json.loads((out / "train.json").read_text()) if (out / "train.json").is_file() else None
+        done = read_json(out / "train.json") if (out / "train.json").is_file() else None
         check_resume(path, done, wanted, ignore=("seconds", "resumed_from"))
         return path
-    out.mkdir(parents=True, exist_ok=True)
     games = [make_game() for _ in range(cfg.n_envs)]
     venv = DummyVecEnv([lambda g=g: SketcherGymEnv(g, retriever) for g in games])
     venv.seed(cfg.seed)
     model = make_sketcher(venv, cfg.seed, cfg.policy)
     ckpt, resumed_from, seconds_before = out / "checkpoint.pt", 0, 0.0
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = read_resume_file(ckpt, lambda p: torch.load(p, map_location="cpu", weights_only=True))
+    if state is not None:
         check_resume(ckpt, state.get("settings"), wanted)
         model.policy.load_state_dict(state["policy"])
         model.policy.optimizer.load_state_dict(state["optimizer"])

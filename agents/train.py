@@ -32,10 +32,10 @@ from agents.config import load_hyperparams
 from agents.envs import env_short_name, evaluate_agent_ranks, make_sb3_vec_env, policy_start
 from agents.io import load_agent, save_agent
 from agents.policy import LinearGaussianPolicy
-from sketch_env.cache import write_json
+from sketch_env.cache import read_json, write_json
 from sketch_env.device import resolve_device
 from sketch_env.metrics import summarise
-from sketch_env.runs import check_resume
+from sketch_env.runs import check_resume, read_resume_file, run_lock
 
 __all__ = ["RLTrainConfig", "TrainingRun", "train_agent", "build_agent", "split_hyperparams", "run_config_of"]
 
@@ -188,9 +188,9 @@ RESUME_IGNORES = ("config.device",)
 
 
 def read_run_config(out: Path) -> dict[str, Any] | None:
-    """The ``config.json`` of run folder ``out`` (None if absent)."""
-    path = out / "config.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    """The ``config.json`` of run folder ``out`` (None if absent; an unreadable one is a
+    :class:`~sketch_env.errors.DataFormatError` naming it)."""
+    return read_json(out / "config.json") if (out / "config.json").exists() else None
 
 
 def run_config_of(cfg: Any, hp: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -208,12 +208,13 @@ def train_agent(cfg: RLTrainConfig) -> Path:
     hp = load_hyperparams(cfg.algo, cfg.env_id, cfg.overrides)
     _, _, n_envs, n_timesteps, _ = split_hyperparams(cfg.algo, hp)
     timesteps = int(cfg.timesteps if cfg.timesteps is not None else (n_timesteps or 1_000_000))
+    with run_lock(cfg.output_dir()) as out:  # one training per run folder
+        return _train_agent_locked(cfg, hp, n_envs, timesteps, out)
 
-    out = cfg.output_dir()
-    out.mkdir(parents=True, exist_ok=True)
+
+def _train_agent_locked(cfg: RLTrainConfig, hp: dict[str, Any], n_envs: int, timesteps: int, out: Path) -> Path:
     env_kwargs = dict(cfg.env_kwargs)
     run_config = run_config_of(cfg, hp, out)
-
     env = make_sb3_vec_env(cfg.env_id, n_envs=n_envs, seed=cfg.seed, split="train", env_device=cfg.env_device,
                            **env_kwargs)
     run = TrainingRun(cfg, hp, env_kwargs)
@@ -221,7 +222,8 @@ def train_agent(cfg: RLTrainConfig) -> Path:
     device = str(resolve_device(cfg.device))
     if last.exists():
         check_resume(out, read_run_config(out), run_config, ignore=RESUME_IGNORES)
-        model = load_agent(last, env=env, device=device)
+    model = read_resume_file(last, lambda p: load_agent(p, env=env, device=device))
+    if model is not None:
         from agents.io import read_meta
 
         run.state.update(read_meta(last).get("train_state", {}))

@@ -48,7 +48,7 @@ from embeddings.losses import gallery_triplet_loss
 from embeddings.meta import MetaBackend
 from embeddings.nets import raster_tensor
 from embeddings.semantic import category_word_vectors
-from embeddings.train import TrainConfig, TripletSampler, rng_state, set_rng_state
+from embeddings.train import TrainConfig, TripletSampler, read_last, rng_state, set_rng_state
 from embeddings.triplet import TripletBackend, preprocess_photos
 from sketch_env.cache import atomic_path
 from sketch_env.datasets import make_dataset
@@ -56,7 +56,7 @@ from sketch_env.datasets.base import SketchDataset
 from sketch_env.device import resolve_device
 from sketch_env.metrics import ranks_from_embeddings
 from sketch_env.render import render_progressive
-from sketch_env.runs import check_resume
+from sketch_env.runs import check_resume, read_resume_file, run_lock
 
 __all__ = ["MetaTrainConfig", "train_meta", "task_pools", "AdaptationTask", "adaptation_tasks", "evaluate_adaptation",
            "split_rasters"]
@@ -112,7 +112,12 @@ def train_meta(cfg: MetaTrainConfig, stop_after_steps: int | None = None) -> Pat
                          f"queries={cfg.queries}, gallery={cfg.gallery}, meta_batch={cfg.meta_batch}")
     dataset = make_dataset(cfg.dataset, root=cfg.root, scheme=cfg.scheme)
     out = cfg.output_dir(dataset.scheme)
-    out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):  # one meta-training per run folder
+        return _train_meta_locked(cfg, dataset, out, device, stop_after_steps)
+
+
+def _train_meta_locked(cfg: MetaTrainConfig, dataset: SketchDataset, out: Path, device: torch.device,
+                       stop_after_steps: int | None) -> Path:
 
     records = dataset.sketches("train")
     photos = dataset.photos("train")
@@ -153,8 +158,8 @@ def train_meta(cfg: MetaTrainConfig, stop_after_steps: int | None = None) -> Pat
     run_config = json.loads(json.dumps({"train": asdict(cfg) | {"out": str(out)}, "backend": backend.config},
                                        default=str))
     last = out / "last.pt"
-    if last.exists():
-        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    ckpt = read_resume_file(last, read_last)
+    if ckpt is not None:
         check_resume(last, json.loads(ckpt["run_config"]), run_config)
         backend.load_state_dict(ckpt["backend"])
         backend.to(device)

@@ -39,12 +39,12 @@ from sketch_env.datasets.base import stable_fraction
 from sketch_env.device import resolve_device
 from sketch_env.metrics import m_at_b, ranks_from_embeddings
 from sketch_env.render import render_progressive
-from sketch_env.runs import check_resume
+from sketch_env.runs import check_resume, read_resume_file, run_lock
 from sketch_env.schedule import PointSchedule
 from sketch_env.sketch import Sketch
 
 __all__ = ["TrainConfig", "TripletSampler", "train_backend", "resolve_device", "validation_mask", "rng_state",
-           "set_rng_state"]
+           "set_rng_state", "read_last"]
 
 
 def validation_mask(instances: list[str], fraction: float) -> np.ndarray:
@@ -213,6 +213,15 @@ def set_rng_state(rng: np.random.Generator, state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
+def read_last(path: Path) -> dict:
+    """A run's ``last.pt`` (``torch.load(weights_only=True)``), with the entries a resume needs."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    missing = {"backend", "optimizer", "rng", "state", "run_config"} - set(ckpt if isinstance(ckpt, dict) else ())
+    if missing:
+        raise ValueError(f"not a training checkpoint of this package (missing {sorted(missing)})")
+    return ckpt
+
+
 def train_backend(cfg: TrainConfig, stop_after_epochs: int | None = None) -> Path:
     """Train (or resume) a backend; returns the path of ``backend.pt``.
 
@@ -222,12 +231,17 @@ def train_backend(cfg: TrainConfig, stop_after_epochs: int | None = None) -> Pat
     if not (math.isfinite(cfg.step_power) and cfg.step_power >= 0):
         raise ValueError(f"step_power must be a finite number >= 0, not {cfg.step_power!r}")
     device = resolve_device(cfg.device)
+    dataset = make_dataset(cfg.dataset, root=cfg.root, **({"scheme": cfg.scheme} if cfg.scheme else {}))
+    out = cfg.output_dir(dataset.scheme)
+    with run_lock(out):  # one training per run folder
+        return _train_locked(cfg, dataset, out, device, stop_after_epochs)
+
+
+def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.device,
+                  stop_after_epochs: int | None) -> Path:
     torch.manual_seed(cfg.seed)
     if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # an explicit thread count wins
         torch.set_num_threads(max(1, os.cpu_count() or 1))
-    dataset = make_dataset(cfg.dataset, root=cfg.root, **({"scheme": cfg.scheme} if cfg.scheme else {}))
-    out = cfg.output_dir(dataset.scheme)
-    out.mkdir(parents=True, exist_ok=True)
 
     # the backend and the data it is trained on
     options = dict(cfg.backend_options)
@@ -283,8 +297,8 @@ def train_backend(cfg: TrainConfig, stop_after_epochs: int | None = None) -> Pat
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     optimizer = make_optimizer(0)
-    if last.exists():
-        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    ckpt = read_resume_file(last, read_last)
+    if ckpt is not None:
         check_resume(last, json.loads(ckpt["run_config"]), run_config, defaults={"train": asdict(TrainConfig())})
         backend.load_state_dict(ckpt["backend"])
         state = json.loads(ckpt["state"])

@@ -45,9 +45,10 @@ from embeddings.cvae import CVAEBackend, backbone_photo_features, unit_rms
 from embeddings.losses import category_triplet_loss, contrastive_loss
 from embeddings.store import open_feature_store
 from embeddings.triplet import TripletBackend
-from sketch_env.cache import atomic_path, cache_dir, cached_npz, stable_hash
+from sketch_env.cache import cache_dir, cached_npz, stable_hash, write_json
 from sketch_env.datasets import make_dataset
 from sketch_env.datasets.base import SketchDataset
+from sketch_env.runs import run_lock
 from sketch_env.schedule import PointSchedule
 
 __all__ = [
@@ -276,19 +277,18 @@ def train_zero_shot(cfg: ZeroShotTrainConfig) -> Path:
     )
     backend = make_backend(cfg.backend, **options)
     backend.to(device)
-    t0 = time.perf_counter()
-    feats = split_features(backend.backbone, dataset, "train", steps=cfg.steps, progress=cfg.progress)
-    sketch, photo = _pairs(feats)
-    t1 = time.perf_counter()
-    history = fit_cvae(backend, sketch, photo, cfg.epochs, cfg.batch_size, cfg.lr, cfg.beta1, cfg.seed, cfg.progress)
-    seconds = {"feature_seconds": round(t1 - t0, 2), "train_seconds": round(time.perf_counter() - t1, 2)}
-    print(json.dumps(history[-1] | seconds))
-    out = cfg.output_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    run = {"train": asdict(cfg), "history": history, **seconds}
-    path = backend.save(out / "backend.pt", extra={"run": json.dumps(run, default=str)})
-    with atomic_path(out / "history.json") as tmp:
-        tmp.write_text(json.dumps(run, indent=1, default=str))
+    with run_lock(cfg.output_dir()) as out:  # one training per run folder
+        t0 = time.perf_counter()
+        feats = split_features(backend.backbone, dataset, "train", steps=cfg.steps, progress=cfg.progress)
+        sketch, photo = _pairs(feats)
+        t1 = time.perf_counter()
+        history = fit_cvae(backend, sketch, photo, cfg.epochs, cfg.batch_size, cfg.lr, cfg.beta1, cfg.seed,
+                           cfg.progress)
+        seconds = {"feature_seconds": round(t1 - t0, 2), "train_seconds": round(time.perf_counter() - t1, 2)}
+        print(json.dumps(history[-1] | seconds))
+        run = {"train": asdict(cfg), "history": history, **seconds}
+        path = backend.save(out / "backend.pt", extra={"run": json.dumps(run, default=str)})
+        write_json(out / "history.json", run)
     return path
 
 

@@ -17,10 +17,12 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["cache_dir", "stable_hash", "atomic_path", "write_json", "save_npz_atomic", "load_npz_checked", "cached_npz"]
+__all__ = ["cache_dir", "stable_hash", "atomic_path", "write_json", "read_json", "save_npz_atomic", "load_npz_checked",
+           "cached_npz"]
 
 ENV_VAR = "SKETCH_ENV_CACHE"
 
@@ -72,6 +74,21 @@ def write_json(path: str | Path, obj: object, indent: int | None = 1) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=indent, default=str))
     return path
+
+
+def read_json(path: str | Path, max_bytes: int | None = None) -> Any:
+    """JSON read from ``path`` (at most ``max_bytes``, :data:`sketch_env.limits.MAX_JSON_BYTES` by default); a
+    file that is not UTF-8 JSON, or nests too deep, is a :class:`~sketch_env.errors.DataFormatError` naming it."""
+    from sketch_env.errors import DataFormatError
+    from sketch_env.limits import MAX_JSON_BYTES, read_bytes_bounded
+
+    data = read_bytes_bounded(path, MAX_JSON_BYTES if max_bytes is None else max_bytes)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise DataFormatError(path, "JSON nested too deep") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DataFormatError(path, f"not UTF-8 JSON ({type(exc).__name__}: {exc})") from None
 
 
 def save_npz_atomic(path: str | Path, key: str, **arrays: np.ndarray) -> None:

@@ -19,7 +19,8 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from sketch_env.backend import flatten_mapping
 from sketch_env.errors import SketchEnvError
 
 __all__ = ["RunConfigError", "RunLockedError", "check_resume", "plain", "run_lock", "entry_lock", "lock_path",
-           "remove_stale_temporaries", "prepare_run_folder"]
+           "remove_stale_temporaries", "prepare_run_folder", "read_resume_file"]
 
 LOCK_NAME = ".lock"
 
@@ -106,6 +107,23 @@ def entry_lock(lock_path: str | Path, what: str) -> Iterator[None]:
         lock.acquire()
     with _held(lock, lock_path):
         yield
+
+
+def read_resume_file(path: str | Path, read: Callable[[Path], Any]) -> Any | None:
+    """``read(path)`` for a run's resume file, None if there is none. A file that cannot be read (truncated by
+    a kill, corrupt) is moved aside to ``<name>.corrupt`` with a warning naming it, and None is returned: the
+    run starts over rather than failing on every start."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return read(path)
+    except Exception as exc:  # torch / zip / JSON errors of a damaged file
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        warnings.warn(f"{path} is unreadable ({type(exc).__name__}: {exc}); moved to {aside.name}, and the run "
+                      "starts over", stacklevel=2)
+        return None
 
 
 def lock_path(entry: str | Path) -> Path:

@@ -33,6 +33,7 @@ continues where its last evaluation left it, bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,7 @@ from agents.train import (
 from sketch_env.cache import atomic_path, write_json
 from sketch_env.device import resolve_device
 from sketch_env.envs.sb3 import SB3VecEnv
-from sketch_env.runs import check_resume
+from sketch_env.runs import check_resume, read_resume_file, run_lock
 
 __all__ = ["FastTrainConfig", "FastTrainer", "train_fast", "FAST_ALGORITHMS"]
 
@@ -418,8 +419,15 @@ def train_fast(cfg: FastTrainConfig) -> list[Path]:
     hp = load_hyperparams(cfg.algo, cfg.env_id, cfg.overrides)
     _, _, n_envs, n_timesteps, _ = split_hyperparams(cfg.algo, hp)
     timesteps = int(cfg.timesteps if cfg.timesteps is not None else (n_timesteps or 1_000_000))
-    env_kwargs = dict(cfg.env_kwargs)
+    with contextlib.ExitStack() as held:  # every agent's run folder, for the whole training
+        for seed in cfg.seeds:
+            held.enter_context(run_lock(cfg.agent_dir(seed)))
+        return _train_fast_locked(cfg, hp, n_envs, timesteps, device)
 
+
+def _train_fast_locked(cfg: FastTrainConfig, hp: dict[str, Any], n_envs: int, timesteps: int,
+                       device: torch.device) -> list[Path]:
+    env_kwargs = dict(cfg.env_kwargs)
     runs, models = [], []
     # one env of the training split: its spaces build the SB3 models, its data and options the device env
     native = make_native_vec_env(cfg.env_id, n_envs, "train", **env_kwargs)
@@ -431,12 +439,12 @@ def train_fast(cfg: FastTrainConfig) -> list[Path]:
                                   eval_every=cfg.eval_every, overrides=cfg.overrides, out=str(cfg.agent_dir(seed)),
                                   progress=cfg.progress, minutes=cfg.minutes)
         out = agent_cfg.output_dir()
-        out.mkdir(parents=True, exist_ok=True)
         run_config = run_config_of(agent_cfg, hp, out) | {"trainer": {"name": "fast", "compute": cfg.compute}}
         run = TrainingRun(agent_cfg, hp, env_kwargs)
         if (out / STATE_FILE).exists():
             check_resume(out, read_run_config(out), run_config, ignore=RESUME_IGNORES)
-            state = torch.load(out / STATE_FILE, weights_only=True)
+        state = read_resume_file(out / STATE_FILE, lambda p: torch.load(p, weights_only=True))
+        if state is not None:
             run.state.update(state["run_state"])
             run.elapsed_before = float(run.state.get("elapsed", 0.0))
             resume.append(state)
