@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from agents.algorithms import ALGORITHMS
+from sketch_env.config import ConfigError
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -21,7 +22,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from agents.fast.trainer import FastTrainConfig, train_fast
 
         if args.env_device != "cpu":
-            raise SystemExit("--env-device is the SB3 path's; the fast trainer runs env and policy on --device")
+            raise ConfigError("--env-device is the SB3 path's; the fast trainer runs env and policy on --device")
         seeds = args.seeds or [args.seed]
         one = args.out is not None and len(seeds) == 1  # one agent: --out is its folder, as on the SB3 path
         fast = FastTrainConfig(algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, seeds=seeds,
@@ -32,9 +33,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             print(f"best checkpoint (validation m@B): {best}")
         return 0
     if args.compile:
-        raise SystemExit("--compile is the fast trainer's (--trainer fast)")
+        raise ConfigError("--compile is the fast trainer's (--trainer fast)")
     if args.seeds and len(args.seeds) > 1:
-        raise SystemExit("--seeds trains several agents at once with --trainer fast; the SB3 path takes one --seed")
+        raise ConfigError("--seeds trains several agents at once with --trainer fast; the SB3 path takes one --seed")
     if args.seeds:
         args.seed = args.seeds[0]
     cfg = RLTrainConfig(algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, timesteps=args.timesteps,

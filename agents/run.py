@@ -23,6 +23,11 @@ def run_main_job(args: argparse.Namespace) -> int:
     from sketch_env.datasets import make_dataset
     from sketch_env.viz import contact_sheet, write_png
 
+    if args.rl_algo != "none":  # a bad RL method must fail now, not after the backend stage
+        from agents.config import check_rl_target
+        from sketch_env.envs.registration import env_id_for_dataset
+
+        check_rl_target(args.rl_algo, env_id_for_dataset(args.dataset)[0], {}, {})
     t0 = time.perf_counter()
     out = Path(args.out)
     dataset = make_dataset(args.dataset, root=args.root)

@@ -34,6 +34,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from sketch_env.cache import atomic_path, read_json, write_json
+from sketch_env.config import check_config
 from sketch_env.envs.stroke_order import DESCRIPTOR_INDEX, DESCRIPTOR_SIZE, StrokeOrderParallelEnv
 from sketch_env.runs import check_resume, read_resume_file, run_lock
 
@@ -289,6 +290,9 @@ class SketcherTrainConfig:
     progress: bool = True
     label: str = "sketcher"
     """how progress lines name the run"""
+
+    def __post_init__(self) -> None:
+        check_config(self, {"seed": (0, None), "timesteps": (1, 10**12), "n_envs": (1, 4096)})
 
     def settings(self) -> dict[str, Any]:
         """What a resumed or reused run must match (the rest is bookkeeping)."""

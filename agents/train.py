@@ -28,11 +28,12 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.algorithms import algorithm_spec
-from agents.config import load_hyperparams
+from agents.config import check_rl_target, load_hyperparams
 from agents.envs import env_short_name, evaluate_agent_ranks, make_sb3_vec_env, policy_start
 from agents.io import load_agent, save_agent
 from agents.policy import LinearGaussianPolicy
 from sketch_env.cache import read_json, write_json
+from sketch_env.config import check_config
 from sketch_env.device import resolve_device
 from sketch_env.metrics import summarise
 from sketch_env.runs import check_resume, read_resume_file, run_lock
@@ -63,6 +64,11 @@ class RLTrainConfig:
     """hyper-parameter overrides (``policy_kwargs`` merged key by key)"""
     out: str | None = None
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_config(self, {"timesteps": (0, 10**12), "minutes": (0, None), "seed": (0, None),
+                            "eval_every": (1, None)})
+        check_rl_target(self.algo, self.env_id, self.env_kwargs, self.overrides)
 
     def output_dir(self) -> Path:
         if self.out:

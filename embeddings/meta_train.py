@@ -51,6 +51,7 @@ from embeddings.semantic import category_word_vectors
 from embeddings.train import TrainConfig, TripletSampler, read_last, rng_state, set_rng_state
 from embeddings.triplet import TripletBackend, preprocess_photos
 from sketch_env.cache import atomic_path
+from sketch_env.config import check_config
 from sketch_env.datasets import make_dataset
 from sketch_env.datasets.base import SketchDataset
 from sketch_env.device import resolve_device
@@ -90,6 +91,11 @@ class MetaTrainConfig:
     progress: bool = True
     backend_options: dict[str, Any] = field(default_factory=dict)
     """overrides of the meta backend's configuration (``inner``, ``margin_net``, ``*_weight``, ...)"""
+
+    def __post_init__(self) -> None:
+        check_config(self, {"minutes": (0, None), "outer_steps": (1, 10**9), "meta_batch": (1, 4096),
+                            "shots": (1, 4096), "queries": (1, 4096), "gallery": (2, 1 << 20), "lr": (0, 10),
+                            "weight_decay": (0, 10), "seed": (0, None), "checkpoint_every": (1, None)})
 
     def output_dir(self, scheme: str) -> Path:
         if self.out:

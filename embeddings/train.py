@@ -34,6 +34,7 @@ from embeddings.losses import HOLEFDistance, batch_all_triplet_loss
 from embeddings.nets import raster_tensor
 from embeddings.triplet import TripletBackend, preprocess_photos
 from sketch_env.cache import atomic_path
+from sketch_env.config import check_config
 from sketch_env.datasets import make_dataset
 from sketch_env.datasets.base import stable_fraction
 from sketch_env.device import resolve_device
@@ -98,6 +99,12 @@ class TrainConfig:
     progress: bool = True
     backend_options: dict[str, Any] = field(default_factory=dict)
     """overrides of the backend's configuration (e.g. {"loss": "holef"}, {"models": 5})"""
+
+    def __post_init__(self) -> None:
+        check_config(self, {"epochs": (1, 10**7), "minutes": (0, None), "batch_size": (2, 1 << 16),
+                            "lr": (0, 10), "weight_decay": (0, 10), "seed": (0, None), "val_fraction": (0, 0.9),
+                            "val_sketches": (1, None), "steps": (1, 1000), "jitter": (0, 1), "rotate_deg": (0, 180),
+                            "scale": (0, 0.9), "shift": (0, 0.5), "step_power": (0, 100)})
 
     def output_dir(self, scheme: str) -> Path:
         if self.out:

@@ -46,6 +46,7 @@ from embeddings.losses import category_triplet_loss, contrastive_loss
 from embeddings.store import open_feature_store
 from embeddings.triplet import TripletBackend
 from sketch_env.cache import cache_dir, cached_npz, stable_hash, write_json
+from sketch_env.config import check_config
 from sketch_env.datasets import make_dataset
 from sketch_env.datasets.base import SketchDataset
 from sketch_env.runs import run_lock
@@ -171,6 +172,10 @@ class ZeroShotTrainConfig:
     """torch CPU threads (None: torch's default); 1 is fastest for these small models on a busy CPU"""
     backend_options: dict[str, Any] = field(default_factory=dict)
     """overrides of the backend's configuration (e.g. {"regression_weight": 0}, {"samples": 50})"""
+
+    def __post_init__(self) -> None:
+        check_config(self, {"epochs": (1, 10**6), "batch_size": (2, 1 << 16), "lr": (0, 10), "beta1": (0, 1),
+                            "seed": (0, None), "steps": (1, 1000), "threads": (1, 1024)})
 
     def output_dir(self) -> Path:
         if self.out:

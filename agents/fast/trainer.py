@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from agents import losses
-from agents.config import load_hyperparams
+from agents.config import check_rl_target, load_hyperparams
 from agents.envs import env_short_name, make_native_vec_env
 from agents.fast.env import DeviceRetrievalEnv
 from agents.policy import LinearGaussianPolicy, ZeroValue
@@ -57,6 +57,7 @@ from agents.train import (
     split_hyperparams,
 )
 from sketch_env.cache import atomic_path, write_json
+from sketch_env.config import check_config
 from sketch_env.device import resolve_device
 from sketch_env.envs.sb3 import SB3VecEnv
 from sketch_env.runs import check_resume, read_resume_file, run_lock
@@ -92,6 +93,10 @@ class FastTrainConfig:
     agent_dirs: list[str] | None = None
     """each agent's folder, in the order of seeds (overrides out)"""
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_config(self, {"timesteps": (0, 10**12), "minutes": (0, None), "eval_every": (1, None)})
+        check_rl_target(self.algo, self.env_id, self.env_kwargs, self.overrides)
 
     def root(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / "agents-fast" / env_short_name(self.env_id)
