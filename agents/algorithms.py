@@ -33,6 +33,7 @@ from stable_baselines3.common.utils import explained_variance
 
 from agents import losses
 from agents.policy import LinearGaussianPolicy
+from sketch_env.errors import ArgumentError
 
 __all__ = ["SketchPPO", "VPG", "SketchTRPO", "ALGORITHMS", "algorithm_spec"]
 
@@ -64,7 +65,7 @@ class SketchPPO(_GroupLearningRate, PPO):
     def __init__(self, policy: Any, env: Any, penalty: str = "clip", kl_coef: float = 1.0,
                  kl_target: float = 0.01, **kwargs: Any) -> None:
         if penalty not in ("clip", "kl"):
-            raise ValueError(f"penalty must be 'clip' or 'kl', got {penalty!r}")
+            raise ArgumentError(f"penalty must be 'clip' or 'kl', got {penalty!r}")
         self.penalty = penalty
         self.kl_coef = float(kl_coef)
         self.kl_target = float(kl_target)
@@ -199,4 +200,4 @@ def algorithm_spec(name: str) -> tuple[type, dict[str, Any], dict[str, Any]]:
     try:
         return ALGORITHMS[name]
     except KeyError:
-        raise ValueError(f"unknown RL method {name!r}; choose one of {sorted(ALGORITHMS)}") from None
+        raise ArgumentError(f"unknown RL method {name!r}; choose one of {sorted(ALGORITHMS)}") from None

@@ -12,38 +12,51 @@ from agents.algorithms import ALGORITHMS
 from sketch_env.config import ConfigError
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def _train_configs(args: argparse.Namespace) -> list:
+    """The run configuration ``sketch-env train`` would run with (checked, nothing run)."""
     from agents.config import parse_override
-    from agents.train import RLTrainConfig, train_agent
+    from agents.train import RLTrainConfig
 
     overrides = dict(parse_override(o) for o in args.hp)
     env_kwargs = dict(parse_override(o) for o in args.env_kwarg)
+    device = args.device if args.device is not None else ("auto" if args.trainer == "fast" else "cpu")
     if args.trainer == "fast":
-        from agents.fast.trainer import FastTrainConfig, train_fast
+        from agents.fast.trainer import FastTrainConfig
 
         if args.env_device != "cpu":
             raise ConfigError("--env-device is the SB3 path's; the fast trainer runs env and policy on --device")
         seeds = args.seeds or [args.seed]
         one = args.out is not None and len(seeds) == 1  # one agent: --out is its folder, as on the SB3 path
-        fast = FastTrainConfig(algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, seeds=seeds,
-                               timesteps=args.timesteps, minutes=args.minutes, device=args.device, compute=args.compute,
-                               compile=args.compile, eval_every=args.eval_every, overrides=overrides,
-                               out=None if one else args.out, agent_dirs=[args.out] if one else None)
-        for best in train_fast(fast):
-            print(f"best checkpoint (validation m@B): {best}")
-        return 0
+        return [FastTrainConfig(algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, seeds=seeds,
+                                timesteps=args.timesteps, minutes=args.minutes, device=device, compute=args.compute,
+                                compile=args.compile, eval_every=args.eval_every, overrides=overrides,
+                                out=None if one else args.out, agent_dirs=[args.out] if one else None)]
     if args.compile:
         raise ConfigError("--compile is the fast trainer's (--trainer fast)")
     if args.seeds and len(args.seeds) > 1:
         raise ConfigError("--seeds trains several agents at once with --trainer fast; the SB3 path takes one --seed")
-    if args.seeds:
-        args.seed = args.seeds[0]
-    cfg = RLTrainConfig(algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, timesteps=args.timesteps,
-                        minutes=args.minutes, seed=args.seed, device=args.device, env_device=args.env_device,
-                        eval_every=args.eval_every, overrides=overrides, out=args.out)
-    best = train_agent(cfg)
-    print(f"best checkpoint (validation m@B): {best}")
+    seed = args.seeds[0] if args.seeds else args.seed
+    return [RLTrainConfig(algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, timesteps=args.timesteps,
+                          minutes=args.minutes, seed=seed, device=device, env_device=args.env_device,
+                          eval_every=args.eval_every, overrides=overrides, out=args.out)]
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from agents.fast.trainer import FastTrainConfig, train_fast
+    from agents.train import train_agent
+
+    (cfg,) = _train_configs(args)
+    bests = train_fast(cfg) if isinstance(cfg, FastTrainConfig) else [train_agent(cfg)]
+    for best in bests:
+        print(f"best checkpoint (validation m@B): {best}")
     return 0
+
+
+def configs_of(args: argparse.Namespace) -> list:
+    """The run configurations a parsed command would run with, made and checked without running anything
+    (empty for commands without one)."""
+    make = getattr(args, "configs", None)
+    return make(args) if make is not None else []
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -80,13 +93,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                        help="with --trainer fast: torch.compile the policy forward and the loss (default backend "
                             "inductor; off unless given: on a CPU it did not pay, see the README)")
-    train.add_argument("--device", default="auto",
-                       help="policy device: auto (sb3: cpu, see agents.train; fast: cuda if available) | cpu | cuda")
+    train.add_argument("--device", default=None,
+                       help="policy device: auto (CUDA when present) | cpu | cuda; default cpu on the SB3 path (a "
+                            "linear policy runs faster there), auto with --trainer fast")
     train.add_argument("--env-device", default="cpu", help="where the vector env computes: cpu | cuda")
     train.add_argument("--eval-every", type=int, default=100_000, help="env steps between validation evaluations")
     train.add_argument("--out", default=None, help="run folder (default runs/agents/<env>/<algo>-s<seed>; fast: "
                        "runs/agents-fast/<env>/<algo>-s<seed>; with several --seeds, the folder holding them)")
-    train.set_defaults(func=_cmd_train)
+    train.set_defaults(func=_cmd_train, configs=_train_configs)
 
     ev = sub.add_parser("evaluate", help="m@A, m@B, A@q and curves of a trained agent on the test split")
     ev.add_argument("--model", required=True, help="best.zip / last.zip written by `sketch-env train`")

@@ -21,7 +21,7 @@ import yaml
 
 from agents.algorithms import ALGORITHMS
 from sketch_env.config import ConfigError
-from sketch_env.errors import DataFormatError
+from sketch_env.errors import ArgumentError, DataFormatError
 from sketch_env.limits import MAX_JSON_BYTES, read_bytes_bounded
 
 __all__ = ["HYPERPARAMS_DIR", "load_hyperparams", "parse_override", "check_hyperparams", "check_rl_target"]
@@ -40,7 +40,7 @@ def load_hyperparams(algo: str, env_id: str, overrides: dict[str, Any] | None = 
     """The hyper-parameters of ``algo`` on ``env_id`` (the id's block, else ``default``), with ``overrides``
     merged on top (``policy_kwargs`` merged key by key)."""
     if algo not in ALGORITHMS:
-        raise ValueError(f"unknown RL method {algo!r}; choose one of {sorted(ALGORITHMS)}")
+        raise ArgumentError(f"unknown RL method {algo!r}; choose one of {sorted(ALGORITHMS)}")
     file = Path(path) if path is not None else HYPERPARAMS_DIR / f"{algo}.yml"
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no hyper-parameter file for method {algo!r}")
@@ -140,7 +140,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         parsed = yaml.safe_load(value)  # safe_load: a YAML tag cannot build a Python object
     except (yaml.YAMLError, RecursionError) as e:
-        raise ConfigError(f"{key.strip()}: {value!r} is not a YAML value ({e})") from None
+        why = getattr(e, "problem", None) or type(e).__name__
+        raise ConfigError(f"{key.strip()}: {value!r} is not a plain YAML value ({why})") from None
     if isinstance(parsed, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
         try:
             parsed = float(parsed)

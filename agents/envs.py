@@ -13,6 +13,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from sketch_env.errors import ArgumentError
+
 __all__ = ["make_sb3_vec_env", "make_native_vec_env", "policy_start", "evaluate_agent_ranks",
            "frozen_backend_ranks", "env_short_name"]
 
@@ -58,10 +60,10 @@ def policy_start(data: Any, action_bound: float, with_query_layer: bool = True) 
     if with_query_layer:
         backend = data.backend
         if backend is None:
-            raise ValueError("the policy starts from the backend's query layer, and these data carry no backend "
+            raise ArgumentError("the policy starts from the backend's query layer, and these data carry no backend "
                              "(data from arrays): set policy_kwargs init_from_backend: false")
         if getattr(backend, "per_step", False):
-            raise ValueError("a per-step backend (B3) has no single query layer to start the policy from")
+            raise ArgumentError("a per-step backend (B3) has no single query layer to start the policy from")
         weight, bias = (np.asarray(a, dtype=np.float64) for a in backend.query_layer())
         norm = max(float(np.linalg.norm(feats[i : i + 65536] @ weight.T + bias, axis=1).max())
                    for i in range(0, len(feats), 65536))

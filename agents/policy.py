@@ -24,6 +24,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from sketch_env.errors import ArgumentError
+
 __all__ = ["LinearGaussianPolicy", "ZeroValue", "ScaledFlatten"]
 
 
@@ -109,7 +111,7 @@ class LinearGaussianPolicy(ActorCriticPolicy):
         weight = np.asarray(weight, dtype=np.float32)
         bias = np.asarray(bias, dtype=np.float32)
         if weight.shape[0] != d or weight.shape[1] > f_obs or bias.shape != (d,):
-            raise ValueError(f"query layer of shape W{weight.shape} b{bias.shape} does not fit the policy's "
+            raise ArgumentError(f"query layer of shape W{weight.shape} b{bias.shape} does not fit the policy's "
                              f"mean layer ({d} x {f_obs})")
         w = torch.zeros_like(layer.weight)
         w[:, : weight.shape[1]] = torch.from_numpy(weight) / self.obs_scale

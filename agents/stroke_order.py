@@ -36,6 +36,7 @@ from torch import nn
 from sketch_env.cache import atomic_path, read_json, write_json
 from sketch_env.config import check_config
 from sketch_env.envs.stroke_order import DESCRIPTOR_INDEX, DESCRIPTOR_SIZE, StrokeOrderParallelEnv
+from sketch_env.errors import ArgumentError
 from sketch_env.runs import check_resume, read_resume_file, run_lock
 
 __all__ = ["Retriever", "frozen_retriever", "policy_retriever", "SketcherGymEnv", "play_episode",
@@ -198,7 +199,7 @@ class StrokeScoringExtractor(BaseFeaturesExtractor):
         total = int(observation_space.shape[0])
         feature_dim = total - DESCRIPTOR_SIZE * int(max_strokes)
         if feature_dim < 1:
-            raise ValueError(f"an observation of size {total} is too small for {max_strokes} stroke slots of "
+            raise ArgumentError(f"an observation of size {total} is too small for {max_strokes} stroke slots of "
                              f"{DESCRIPTOR_SIZE} descriptors and a canvas feature")
         super().__init__(observation_space, features_dim=int(max_strokes) + int(hidden))
         self.max_strokes, self.feature_dim, self.hidden = int(max_strokes), feature_dim, int(hidden)
@@ -244,7 +245,7 @@ class StrokeScoringPolicy(MaskableActorCriticPolicy):
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)
         if self.mlp_extractor.latent_dim_pi != self.features_dim:
-            raise ValueError("the stroke-scoring policy needs net_arch pi=[] (its stroke scores are the logits)")
+            raise ArgumentError("the stroke-scoring policy needs net_arch pi=[] (its stroke scores are the logits)")
         self.action_net = _FirstColumns(self.action_space.n)
         # a near-uniform first policy, as SB3's gain of 0.01 on its action layer gives
         nn.init.orthogonal_(self.features_extractor.score.weight, gain=0.01)
@@ -264,7 +265,7 @@ def make_sketcher(env: Any, seed: int, policy: str = "strokes", device: str = "c
     lr 3e-4, entropy coefficient 0.01.
     """
     if policy not in SKETCHER_POLICIES:
-        raise ValueError(f"sketcher policy must be one of {SKETCHER_POLICIES}, got {policy!r}")
+        raise ArgumentError(f"sketcher policy must be one of {SKETCHER_POLICIES}, got {policy!r}")
     settings = {"n_steps": 512, "batch_size": 256, "gamma": 0.99, "learning_rate": 3e-4, "ent_coef": 0.01,
                 "verbose": 0} | ppo_kwargs
     return MaskablePPO(StrokeScoringPolicy if policy == "strokes" else "MlpPolicy", env, seed=seed,

@@ -42,13 +42,19 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 def parse_options(items: list[str]) -> dict:
     """``--option KEY=JSON`` values as a dict (a value that is not JSON is kept as a bare string)."""
+    from sketch_env.config import ConfigError
+
     options = {}
     for item in items:
-        key, _, value = item.partition("=")
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--option takes KEY=JSON, got {item!r}")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
             options[key] = value  # a bare string
+        except RecursionError:
+            raise ConfigError(f"--option {key}: the JSON value nests too deep") from None
     return options
 
 
@@ -145,16 +151,21 @@ def _cmd_train_zs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_meta_train(args: argparse.Namespace) -> int:
-    from embeddings.meta_train import MetaTrainConfig, train_meta
+def _meta_config(args: argparse.Namespace):
+    from embeddings.meta_train import MetaTrainConfig
 
     options = parse_options(args.option)
-    cfg = MetaTrainConfig(dataset=args.dataset, root=args.root, scheme=args.scheme, out=args.out,
-                          init_from=args.init_from, minutes=args.minutes, outer_steps=args.outer_steps,
-                          meta_batch=args.meta_batch, shots=args.shots, queries=args.queries, gallery=args.gallery,
-                          lr=args.lr, seed=args.seed, device=args.device, progress=not args.no_progress,
-                          backend_options=options)
-    path = train_meta(cfg)
+    return MetaTrainConfig(dataset=args.dataset, root=args.root, scheme=args.scheme, out=args.out,
+                           init_from=args.init_from, minutes=args.minutes, outer_steps=args.outer_steps,
+                           meta_batch=args.meta_batch, shots=args.shots, queries=args.queries, gallery=args.gallery,
+                           lr=args.lr, seed=args.seed, device=args.device, progress=not args.no_progress,
+                           backend_options=options)
+
+
+def _cmd_meta_train(args: argparse.Namespace) -> int:
+    from embeddings.meta_train import train_meta
+
+    path = train_meta(_meta_config(args))
     print(f"meta backend: {path}")
     return 0
 
@@ -164,7 +175,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     esub = embed.add_subparsers(dest="embed_cmd", required=True)
     train = esub.add_parser("train", help="train a backend (checkpoint every epoch; resumes from its run folder)")
     _add_train_args(train)
-    train.set_defaults(func=_cmd_train)
+    train.set_defaults(func=_cmd_train, configs=lambda a: [_train_config(a)])
     cache = esub.add_parser("cache", help="compute and store features of every (sketch, step) and the gallery")
     _add_store_args(cache)
     cache.set_defaults(func=_cmd_cache)
@@ -215,4 +226,4 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     meta.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
                       help="meta backend option, e.g. --option inner='\"all\"' (MAML) --option margin_net=false "
                            "--option domain_weight=0 --option first_order=true")
-    meta.set_defaults(func=_cmd_meta_train)
+    meta.set_defaults(func=_cmd_meta_train, configs=lambda a: [_meta_config(a)])

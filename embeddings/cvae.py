@@ -59,6 +59,7 @@ from torch import nn
 from embeddings.base import BackendMismatchError, EmbeddingBackend, l2_normalise, load_backend
 from embeddings.losses import adversarial_discriminator_loss, adversarial_generator_loss, gaussian_kl, squared_error
 from embeddings.triplet import TripletBackend, preprocess_photos
+from sketch_env.errors import ArgumentError
 from sketch_env.render import RenderConfig
 
 __all__ = [
@@ -103,7 +104,7 @@ def layer_sizes(feature_dim: int) -> tuple[list[int], int]:
     4096 / 2048 / 1024 for VGG-16 fc7), each at least 1."""
     f = int(feature_dim)
     if f < 1:
-        raise ValueError(f"feature_dim must be >= 1, got {feature_dim}")
+        raise ArgumentError(f"feature_dim must be >= 1, got {feature_dim}")
     return [f, max(1, f // 2)], max(1, f // 4)
 
 
@@ -129,11 +130,11 @@ class FeatureCVAE(nn.Module):
     ) -> None:
         super().__init__()
         if prior not in ("kl", "adversarial"):
-            raise ValueError(f"prior must be 'kl' (CVAE) or 'adversarial' (CAAE), got {prior!r}")
+            raise ArgumentError(f"prior must be 'kl' (CVAE) or 'adversarial' (CAAE), got {prior!r}")
         if latent_activation not in ("tanh", "none"):
-            raise ValueError(f"latent_activation must be 'tanh' or 'none', got {latent_activation!r}")
+            raise ArgumentError(f"latent_activation must be 'tanh' or 'none', got {latent_activation!r}")
         if len(hidden) != 2:
-            raise ValueError(f"hidden must list 2 widths (encoder F -> F/2, decoder F/2), got {hidden}")
+            raise ArgumentError(f"hidden must list 2 widths (encoder F -> F/2, decoder F/2), got {hidden}")
         f, (h1, h2) = int(feature_dim), (int(hidden[0]), int(hidden[1]))
         self.feature_dim, self.latent, self.prior = f, int(latent), prior
         self.latent_activation = latent_activation
@@ -204,7 +205,7 @@ class FeatureCVAE(nn.Module):
     def discriminator_loss(self, z: torch.Tensor) -> torch.Tensor:
         """CAAE: ``-[log Dis(z_prior) + log(1 - Dis(z))]`` (batch means), ``z_prior ~ N(0, I)``; ``z`` detached."""
         if self.discriminator is None:
-            raise ValueError("discriminator_loss is for the adversarial prior (caae)")
+            raise ArgumentError("discriminator_loss is for the adversarial prior (caae)")
         return adversarial_discriminator_loss(self.discriminator, z)
 
 
@@ -230,16 +231,16 @@ class CVAEBackend(EmbeddingBackend):
         cfg = default_config(config.get("name", "cvae"))
         unknown = set(config) - set(cfg)
         if unknown:
-            raise ValueError(f"unknown {cfg['name']} options {sorted(unknown)}; known: {sorted(cfg)}")
+            raise ArgumentError(f"unknown {cfg['name']} options {sorted(unknown)}; known: {sorted(cfg)}")
         cfg.update(config)
         if not cfg["backbone"]:
-            raise ValueError(f"backend {cfg['name']!r} needs backbone=PATH, the frozen backbone checkpoint")
+            raise ArgumentError(f"backend {cfg['name']!r} needs backbone=PATH, the frozen backbone checkpoint")
         path = Path(cfg["backbone"]).expanduser().resolve()
         if not path.is_file():
             raise FileNotFoundError(f"{cfg['name']}: backbone checkpoint {path} does not exist")
         backbone = load_backend(path)
         if not isinstance(backbone, TripletBackend) or backbone.per_step:
-            raise ValueError(
+            raise ArgumentError(
                 f"{path}: the {cfg['name']} backbone must be a single-model triplet backend "
                 f"(ts, b1, b2), got {backbone!r}"
             )
@@ -262,7 +263,7 @@ class CVAEBackend(EmbeddingBackend):
             latent=int(cfg["latent"] or latent),
         )
         if int(cfg["samples"]) < 1:
-            raise ValueError(f"samples must be >= 1, got {cfg['samples']}")
+            raise ArgumentError(f"samples must be >= 1, got {cfg['samples']}")
         super().__init__(cfg)
         self.name = cfg["name"]
         self.backbone = backbone
@@ -322,7 +323,7 @@ class CVAEBackend(EmbeddingBackend):
     def _batches(self, features: np.ndarray):
         f = np.asarray(features, dtype=np.float32)
         if f.ndim != 2 or f.shape[1] != self.feature_dim:
-            raise ValueError(f"features must have shape (B, {self.feature_dim}), got {f.shape}")
+            raise ArgumentError(f"features must have shape (B, {self.feature_dim}), got {f.shape}")
         for lo in range(0, len(f), self.batch_size):
             yield torch.from_numpy(unit_rms(f[lo : lo + self.batch_size])).to(self.device)
 

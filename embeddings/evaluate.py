@@ -18,6 +18,7 @@ import numpy as np
 
 from embeddings.store import FeatureStore
 from sketch_env.cache import atomic_path
+from sketch_env.errors import ArgumentError
 from sketch_env.metrics import ranks_from_embeddings, retrieval_curves, summarise
 
 __all__ = ["evaluate_store", "plot_curves", "write_curves_csv", "format_table"]
@@ -37,7 +38,7 @@ def evaluate_store(store: FeatureStore, distractors: np.ndarray | None = None, c
     if distractors is not None:
         extra = np.asarray(distractors, dtype=np.float32)
         if extra.ndim != 2 or extra.shape[1] != gallery.shape[1]:
-            raise ValueError(f"distractors must have shape (D, {gallery.shape[1]}), got {extra.shape}")
+            raise ArgumentError(f"distractors must have shape (D, {gallery.shape[1]}), got {extra.shape}")
         gallery = np.concatenate([gallery, extra])
     n, steps, dim = store.queries.shape
     queries = store.queries.reshape(n * steps, dim)  # a view: the memory map is read chunk by chunk

@@ -75,6 +75,7 @@ from embeddings.nets import raster_tensor
 from embeddings.semantic import semantic_vector_dim
 from embeddings.triplet import TripletBackend, preprocess_photos
 from embeddings.triplet import default_config as triplet_default_config
+from sketch_env.errors import ArgumentError
 
 __all__ = [
     "MetaBackend",
@@ -146,16 +147,16 @@ class MetaBackend(TripletBackend):
         super().__init__(**config)
         cfg = self.config
         if cfg["inner"] not in ("head", "all"):
-            raise ValueError(f"inner must be 'head' (adapt M only) or 'all' (MAML), got {cfg['inner']!r}")
+            raise ArgumentError(f"inner must be 'head' (adapt M only) or 'all' (MAML), got {cfg['inner']!r}")
         if cfg["task_level"] not in ("category", "style"):
-            raise ValueError(f"task_level must be 'category' or 'style', got {cfg['task_level']!r}")
+            raise ArgumentError(f"task_level must be 'category' or 'style', got {cfg['task_level']!r}")
         if cfg["models"] != 1 or not cfg["shared"]:
-            raise ValueError("the meta backend is one Siamese model: models=1, shared=True")
+            raise ArgumentError("the meta backend is one Siamese model: models=1, shared=True")
         if int(cfg["inner_steps"]) < 0:
-            raise ValueError(f"inner_steps must be >= 0, got {cfg['inner_steps']}")
+            raise ArgumentError(f"inner_steps must be >= 0, got {cfg['inner_steps']}")
         lo, hi = cfg["margin_range"]
         if not 0 <= lo < hi:
-            raise ValueError(f"margin_range must be [lo, hi] with 0 <= lo < hi, got {cfg['margin_range']}")
+            raise ArgumentError(f"margin_range must be [lo, hi] with 0 <= lo < hi, got {cfg['margin_range']}")
         fdim = self.feature_dim
         self.margin_net = MarginNet(fdim, lo, hi)
         self.inner_lrs = nn.Parameter(torch.full((max(1, int(cfg["inner_steps"])),), math.log(cfg["inner_lr"])))
@@ -275,7 +276,7 @@ class MetaBackend(TripletBackend):
         sketches, photos = _pairs_to_arrays(support_pairs)
         photos_all, positive_index = merge_gallery(photos, gallery)
         if len(photos_all) < 2:
-            raise ValueError("adapt() needs a negative: pass at least 2 support pairs or a gallery of photos")
+            raise ArgumentError("adapt() needs a negative: pass at least 2 support pairs or a gallery of photos")
         device = self.device
         x_s = raster_tensor(sketches, device)
         x_g = raster_tensor(preprocess_photos(photos_all, self.config["photo_preprocess"]), device)
@@ -315,7 +316,7 @@ def merge_gallery(photos: np.ndarray, gallery: np.ndarray | None) -> tuple[np.nd
         return photos, np.arange(len(photos))
     gallery = np.asarray(gallery, dtype=np.uint8)
     if gallery.shape[1:] != photos.shape[1:]:
-        raise ValueError(f"gallery photos {gallery.shape[1:]} and support photos {photos.shape[1:]} differ in size")
+        raise ArgumentError(f"gallery photos {gallery.shape[1:]} and support photos {photos.shape[1:]} differ in size")
     index = {hashlib.sha1(g.tobytes()).digest(): i for i, g in enumerate(gallery)}
     extra: list[np.ndarray] = []
     positive = []
@@ -335,13 +336,13 @@ def _pairs_to_arrays(support_pairs) -> tuple[np.ndarray, np.ndarray]:
     else:
         pairs = list(support_pairs)
         if not pairs:
-            raise ValueError("adapt() got an empty support set")
+            raise ArgumentError("adapt() got an empty support set")
         sketches = np.stack([np.asarray(s) for s, _ in pairs])
         photos = np.stack([np.asarray(p) for _, p in pairs])
     sketches = np.asarray(sketches, dtype=np.uint8)
     photos = np.asarray(photos, dtype=np.uint8)
     if sketches.ndim != 3 or photos.ndim != 4 or len(sketches) != len(photos) or len(sketches) == 0:
-        raise ValueError(f"support set must be k sketch rasters (k, H, W) and k photos (k, H, W, 3); got "
+        raise ArgumentError(f"support set must be k sketch rasters (k, H, W) and k photos (k, H, W, 3); got "
                          f"{sketches.shape} and {photos.shape}")
     return sketches, photos
 

@@ -55,6 +55,7 @@ from sketch_env.config import check_config
 from sketch_env.datasets import make_dataset
 from sketch_env.datasets.base import SketchDataset
 from sketch_env.device import resolve_device
+from sketch_env.errors import ArgumentError
 from sketch_env.metrics import ranks_from_embeddings
 from sketch_env.render import render_progressive
 from sketch_env.runs import check_resume, read_resume_file, run_lock
@@ -114,7 +115,7 @@ def train_meta(cfg: MetaTrainConfig, stop_after_steps: int | None = None) -> Pat
     if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     if cfg.shots < 1 or cfg.queries < 1 or cfg.gallery < cfg.shots + 1 or cfg.meta_batch < 1:
-        raise ValueError(f"need shots >= 1, queries >= 1, gallery > shots, meta_batch >= 1; got shots={cfg.shots}, "
+        raise ArgumentError(f"need shots >= 1, queries >= 1, gallery > shots, meta_batch >= 1; got shots={cfg.shots}, "
                          f"queries={cfg.queries}, gallery={cfg.gallery}, meta_batch={cfg.meta_batch}")
     dataset = make_dataset(cfg.dataset, root=cfg.root, scheme=cfg.scheme)
     out = cfg.output_dir(dataset.scheme)
@@ -138,7 +139,7 @@ def _train_meta_locked(cfg: MetaTrainConfig, dataset: SketchDataset, out: Path, 
     if cfg.init_from:
         source = load_backend(cfg.init_from, expect={"dataset": dataset.name, "scheme": dataset.scheme})
         if not isinstance(source, TripletBackend) or source.per_step:
-            raise ValueError(f"{cfg.init_from}: init_from must be a one-model triplet backend (ts, b1, b2), "
+            raise ArgumentError(f"{cfg.init_from}: init_from must be a one-model triplet backend (ts, b1, b2), "
                              f"not {source.name!r}")
         backend.network.load_state_dict(source.sketch_branches[0].state_dict())
     backend.to(device)
@@ -148,12 +149,12 @@ def _train_meta_locked(cfg: MetaTrainConfig, dataset: SketchDataset, out: Path, 
     photo_rasters = preprocess_photos(photos_rgb, backend.config["photo_preprocess"])
     groups, category_of, pools = task_pools(photos, sketch_photo, categories, cfg.shots, level)
     if not pools:
-        raise ValueError(f"{dataset.name} ({dataset.scheme}): no training category has {cfg.shots + 2} photos "
+        raise ArgumentError(f"{dataset.name} ({dataset.scheme}): no training category has {cfg.shots + 2} photos "
                          f"with sketches; lower shots")
     word_vectors = torch.from_numpy(category_word_vectors(categories, backend.config["semantic_dim"],
                                                           backend.config["semantic_vectors"])).to(device)
     if word_vectors.shape[1] != backend.decoder[-1].out_features:
-        raise ValueError(f"semantic_vectors={backend.config['semantic_vectors']!r} gives {word_vectors.shape[1]}-d "
+        raise ArgumentError(f"semantic_vectors={backend.config['semantic_vectors']!r} gives {word_vectors.shape[1]}-d "
                          f"vectors but semantic_dim is {backend.decoder[-1].out_features}: set semantic_dim to "
                          f"{word_vectors.shape[1]} (or None, the vectors' own size)")
     sampler = TripletSampler(TrainConfig(augment=cfg.augment, steps=1), backend, photo_rasters, groups, records)
@@ -345,7 +346,7 @@ def adaptation_tasks(dataset: SketchDataset, shots: int, seed: int, split: str =
     elif level == "style":
         groups = [(f"{dataset.name}-{dataset.scheme}-{split}", np.arange(len(photos)))]
     else:
-        raise ValueError(f"level must be 'category' or 'style', got {level!r}")
+        raise ArgumentError(f"level must be 'category' or 'style', got {level!r}")
     tasks = []
     for name, gallery in groups:
         in_task = np.isin(sketch_photo, gallery)
@@ -361,7 +362,7 @@ def adaptation_tasks(dataset: SketchDataset, shots: int, seed: int, split: str =
                 break
         queries = np.setdiff1d(sketch_ids, support)
         if len(support) < shots or not len(queries):
-            raise ValueError(f"{dataset.name} ({dataset.scheme}) {split}: task {name!r} has too few sketches for "
+            raise ArgumentError(f"{dataset.name} ({dataset.scheme}) {split}: task {name!r} has too few sketches for "
                              f"{shots} support pairs and a query ({len(sketch_ids)} sketches of {len(gallery)} photos)")
         tasks.append(AdaptationTask(name, gallery, np.asarray(support), queries))
     return tasks
@@ -371,7 +372,7 @@ def split_rasters(dataset: SketchDataset, split: str, render_config, fraction: f
     """Every sketch of ``split`` rendered with its first ``ceil(fraction * points)`` points (1.0: complete,
     as the paper scores; less: the sketch part-way, as on the fly): uint8 ``(N, H, W)``."""
     if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        raise ArgumentError(f"fraction must be in (0, 1], got {fraction}")
     records = dataset.sketches(split)
     out = np.empty((len(records), render_config.size, render_config.size), dtype=np.uint8)
     for i, rec in enumerate(records):

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sketch_env.errors import ArgumentError
+
 __all__ = [
     "raster_tensor",
     "SpatialAttention",
@@ -65,7 +67,7 @@ class SmallCNN(nn.Module):
                  pool: str = "pyramid", in_channels: int = 1) -> None:
         super().__init__()
         if pool not in ("gap", "pyramid"):
-            raise ValueError(f"pool must be 'gap' or 'pyramid', got {pool!r}")
+            raise ArgumentError(f"pool must be 'gap' or 'pyramid', got {pool!r}")
         layers = []
         cin = in_channels
         for i, cout in enumerate(channels):

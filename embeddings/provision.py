@@ -44,10 +44,11 @@ from sketch_env.cache import cache_dir, stable_hash
 from sketch_env.datasets import NEEDS_ROOT, make_dataset
 from sketch_env.device import resolve_device
 from sketch_env.envs.data import ENV_SPLITS, RetrievalData
+from sketch_env.errors import ArgumentError
 
 __all__ = ["load_retrieval_data", "resolve_backend_checkpoint", "adapted_checkpoint", "DEFAULT_TRAIN",
            "DATA_ARGUMENTS", "make_retrieval_env", "make_retrieval_vector_env", "make_stroke_order_env",
-           "env_argument_names", "check_env_kwargs"]
+           "env_argument_names", "check_env_kwargs", "check_data_arguments"]
 
 #: training run used by ``train_if_missing`` when no ``train_options`` are given: what ``sketch-env run`` does
 DEFAULT_TRAIN: dict[str, Any] = {"minutes": 10.0, "epochs": 60}
@@ -122,7 +123,7 @@ def resolve_backend_checkpoint(
             "to a backend.pt."
         )
     if not first_use_training(name):
-        raise ValueError(f"the {name!r} backend is not trained on first use: train it with `{command}` "
+        raise ArgumentError(f"the {name!r} backend is not trained on first use: train it with `{command}` "
                          f"and pass backend=PATH to its backend.pt")
     from embeddings.train import train_backend
 
@@ -171,26 +172,28 @@ def _split_selection(photo_names: list[str], store_photo_index: np.ndarray, spli
 MAX_STEPS = 1000
 
 
-def _check_data_arguments(split: Any, steps: Any, schedule: Any, val_fraction: Any, backend_seed: Any,
-                          distractors: Any, train_if_missing: Any, progress: Any) -> None:
-    """Types and ranges of the data arguments, before any work starts."""
+def check_data_arguments(split: Any = "train", steps: Any = 20, schedule: Any = "points", val_fraction: Any = None,
+                         backend_seed: Any = 0, distractors: Any = False, train_if_missing: Any = False,
+                         progress: Any = True, **names: Any) -> None:
+    """Types and ranges of the data arguments (:func:`load_retrieval_data`'s), before any work starts; the
+    naming ones (``dataset``, ``backend``, ``data_root``, ...) are checked where they are resolved."""
     from sketch_env.envs.engine import is_count, is_real
     from sketch_env.schedule import SCHEDULES
 
     if split not in ENV_SPLITS:
-        raise ValueError(f"split must be one of {ENV_SPLITS}, got {split!r}")
+        raise ArgumentError(f"split must be one of {ENV_SPLITS}, got {split!r}")
     if not is_count(steps) or steps > MAX_STEPS:
-        raise ValueError(f"steps must be an integer in [1, {MAX_STEPS}], got {steps!r}")
+        raise ArgumentError(f"steps must be an integer in [1, {MAX_STEPS}], got {steps!r}")
     if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}")
+        raise ArgumentError(f"schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}")
     if val_fraction is not None and not (is_real(val_fraction) and 0 < val_fraction < 1):
-        raise ValueError(f"val_fraction must be None or a number in (0, 1), got {val_fraction!r}")
+        raise ArgumentError(f"val_fraction must be None or a number in (0, 1), got {val_fraction!r}")
     if not is_count(backend_seed, 0):
-        raise ValueError(f"backend_seed must be an integer >= 0, got {backend_seed!r}")
+        raise ArgumentError(f"backend_seed must be an integer >= 0, got {backend_seed!r}")
     for name, value in (("distractors", distractors), ("train_if_missing", train_if_missing),
                         ("progress", progress)):
         if not isinstance(value, (bool, np.bool_)):
-            raise ValueError(f"{name} must be True or False, got {value!r}")
+            raise ArgumentError(f"{name} must be True or False, got {value!r}")
 
 
 def load_retrieval_data(
@@ -221,13 +224,13 @@ def load_retrieval_data(
 
     Memoised per process on the arguments and the checkpoint file's size and modification time.
     """
-    _check_data_arguments(split, steps, schedule, val_fraction, backend_seed, distractors, train_if_missing,
-                          progress)
+    check_data_arguments(split, steps, schedule, val_fraction, backend_seed, distractors, train_if_missing,
+                         progress)
     backend = str(backend)
     if dataset is None and not _is_path(backend):
         dataset = "kanji"
     if dataset is not None and dataset.lower() in NEEDS_ROOT and data_root is None:
-        raise ValueError(
+        raise ArgumentError(
             f"dataset {dataset!r} is read from your disk: pass data_root=PATH "
             f"(e.g. gym.make(..., data_root='/data/ShoeV2') for QMUL-Shoe-V2: the folder holding "
             f"ShoeV2_Coordinate and photo/)"
@@ -294,7 +297,7 @@ def _build_data(checkpoint: Path, kwargs: dict[str, Any], dataset: str | None, s
                                          kwargs["val_fraction"], backend_val)
     photo_ids = np.flatnonzero(keep)
     if len(sketch_rows) == 0:
-        raise ValueError(
+        raise ArgumentError(
             f"split {split!r} of {ds.name} ({ds.scheme}) has no sketches: {len(photo_ids)} of "
             f"{len(photos)} photos selected (val_fraction={kwargs['val_fraction'] or backend_val})"
         )
@@ -350,13 +353,13 @@ def adapted_checkpoint(checkpoint: str | Path, adapt: dict[str, Any], dataset: s
 
     unknown = set(adapt) - set(_ADAPT_KEYS)
     if unknown:
-        raise ValueError(f"adapt: unknown key(s) {sorted(unknown)}; it takes {sorted(_ADAPT_KEYS)}")
+        raise ArgumentError(f"adapt: unknown key(s) {sorted(unknown)}; it takes {sorted(_ADAPT_KEYS)}")
     spec = {**_ADAPT_KEYS, **adapt}
     if spec["split"] not in ("train", "test"):
-        raise ValueError(f"adapt: split must be 'train' or 'test', got {spec['split']!r}")
+        raise ArgumentError(f"adapt: split must be 'train' or 'test', got {spec['split']!r}")
     net = load_backend(checkpoint, device=str(resolve_device(device)))
     if not callable(getattr(net, "adapt", None)):
-        raise ValueError(f"adapt= needs a backend that adapts to a support set (the meta backend); "
+        raise ArgumentError(f"adapt= needs a backend that adapts to a support set (the meta backend); "
                          f"{checkpoint} holds {net.name!r}")
     ds = make_dataset(dataset or net.config["dataset"], root=data_root,
                       **({"scheme": scheme or net.config["scheme"]}))
@@ -370,7 +373,7 @@ def adapted_checkpoint(checkpoint: str | Path, adapt: dict[str, Any], dataset: s
         tasks = [t for t in tasks if t.name == spec["category"]]
         if not tasks:
             cats = sorted({p.category for p in ds.photos(spec["split"])})
-            raise ValueError(f"adapt: no category {spec['category']!r} in the {spec['split']} split of {ds.name} "
+            raise ArgumentError(f"adapt: no category {spec['category']!r} in the {spec['split']} split of {ds.name} "
                              f"({ds.scheme}); it has {', '.join(cats[:20])}{' ...' if len(cats) > 20 else ''}")
     task = tasks[0]
     records = ds.sketches(spec["split"])
@@ -418,17 +421,17 @@ def check_env_kwargs(kwargs: Any, from_file: bool = False) -> dict[str, Any]:
     ValueError naming the offending ones. ``from_file``: they were read from a file someone else may have
     made (an agent zip, a run folder), so arguments that start work (training a backend) are refused too."""
     if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
-        raise ValueError(f"env arguments must be a mapping of names, got {type(kwargs).__name__}")
+        raise ArgumentError(f"env arguments must be a mapping of names, got {type(kwargs).__name__}")
     unknown = sorted(set(kwargs) - set(env_argument_names()))
     if unknown:
-        raise ValueError(f"unknown env argument(s) {unknown}; the env takes {', '.join(env_argument_names())}")
+        raise ArgumentError(f"unknown env argument(s) {unknown}; the env takes {', '.join(env_argument_names())}")
     bad = sorted(k for k, v in kwargs.items() if not _plain(v))
     if bad:
-        raise ValueError(f"env argument(s) {bad} are not plain JSON values (names, numbers, lists, mappings)")
+        raise ArgumentError(f"env argument(s) {bad} are not plain JSON values (names, numbers, lists, mappings)")
     if from_file:
         work = sorted(set(kwargs) & set(_WORK_ARGUMENTS))
         if work:
-            raise ValueError(f"env argument(s) {work} would start work (training a backend); a saved file may "
+            raise ArgumentError(f"env argument(s) {work} would start work (training a backend); a saved file may "
                              "not ask for that: train the backend with its command and pass backend=PATH")
     return kwargs
 
@@ -439,7 +442,7 @@ def _split_env_kwargs(kwargs: dict[str, Any], option_names: tuple[str, ...], wha
     unknown = set(kwargs) - set(DATA_ARGUMENTS) - set(option_names)
     if unknown:
         known = sorted(set(DATA_ARGUMENTS) | set(option_names))
-        raise TypeError(f"unknown argument(s) {sorted(unknown)}; the {what} takes {', '.join(known)}")
+        raise ArgumentError(f"unknown argument(s) {sorted(unknown)}; the {what} takes {', '.join(known)}")
     data = {k: v for k, v in kwargs.items() if k in DATA_ARGUMENTS}
     return data, {k: v for k, v in kwargs.items() if k not in DATA_ARGUMENTS}
 

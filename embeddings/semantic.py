@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from sketch_env.errors import ArgumentError
+
 __all__ = ["radical_english_name", "semantic_vector_dim", "category_word_vectors", "TEXT_MODELS"]
 
 # Positional and Japanese forms KanjiVG writes for a radical, to the Kangxi radical's ideograph (whose
@@ -98,9 +100,9 @@ def _read_word_vectors(path: str | Path, words: set[str]) -> dict[str, np.ndarra
             try:
                 vec = np.array(rest.split(), dtype=np.float32)
             except ValueError as exc:
-                raise ValueError(f"{path}, line {lineno} ({word!r}): not a list of numbers ({exc})") from exc
+                raise ArgumentError(f"{path}, line {lineno} ({word!r}): not a list of numbers ({exc})") from exc
             if dim is not None and len(vec) != dim:
-                raise ValueError(f"{path}, line {lineno} ({word!r}): {len(vec)} numbers, earlier lines had {dim}")
+                raise ArgumentError(f"{path}, line {lineno} ({word!r}): {len(vec)} numbers, earlier lines had {dim}")
             dim = len(vec)
             found[word] = vec
     return found
@@ -163,7 +165,7 @@ def semantic_vector_dim(vectors: str | None, default: int = 64) -> int:
     with open(path, encoding="utf-8", errors="replace") as f:
         size = len(f.readline().split()) - 1
     if size < 1:
-        raise ValueError(f"{path}, line 1: not 'word v1 v2 ...' (a GloVe-format word-vector file)")
+        raise ArgumentError(f"{path}, line 1: not 'word v1 v2 ...' (a GloVe-format word-vector file)")
     return size
 
 

@@ -37,6 +37,7 @@ import numpy as np
 from embeddings.base import EmbeddingBackend
 from sketch_env.cache import cache_dir, stable_hash
 from sketch_env.datasets.base import SketchDataset
+from sketch_env.errors import ArgumentError
 from sketch_env.render import render_progressive_batch
 from sketch_env.runs import entry_lock, lock_path
 from sketch_env.schedule import Schedule
@@ -131,7 +132,7 @@ def _sketch_digest(dataset: SketchDataset, split: str) -> str:
 
 def _steps_of(schedule: Schedule) -> int:
     if schedule.steps is None:
-        raise ValueError(f"the feature store needs a fixed-length schedule, got {schedule.key()} (steps=None)")
+        raise ArgumentError(f"the feature store needs a fixed-length schedule, got {schedule.key()} (steps=None)")
     return int(schedule.steps)
 
 
@@ -208,7 +209,7 @@ def _open_array(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray:
 def _check_shape(what: str, arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     arr = np.asarray(arr, dtype=np.float32)
     if arr.shape != shape:
-        raise ValueError(f"backend returned {what} of shape {arr.shape}, expected {shape}")
+        raise ArgumentError(f"backend returned {what} of shape {arr.shape}, expected {shape}")
     return arr
 
 
@@ -245,7 +246,7 @@ def _build(
             b = hi - lo
             rasters = render_progressive_batch([r.sketch for r in records[lo:hi]], schedule, config)
             if rasters.shape[1] != steps:
-                raise ValueError(f"schedule {schedule.key()} gave {rasters.shape[1]} steps, expected {steps}")
+                raise ArgumentError(f"schedule {schedule.key()} gave {rasters.shape[1]} steps, expected {steps}")
             flat = rasters.reshape(b * steps, config.size, config.size)
             step = np.tile(np.arange(steps), b)
             f = _check_shape("sketch features", backend.sketch_features(flat, step=step), (b * steps, feat))
@@ -338,7 +339,7 @@ def open_feature_store(
     ``meta.json``) is rebuilt with a warning naming the reason.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ArgumentError(f"batch_size must be >= 1, got {batch_size}")
     _steps_of(schedule)
     key = feature_store_key(backend, dataset, split, schedule)
     root = Path(root_dir) if root_dir is not None else cache_dir("features")
@@ -429,7 +430,7 @@ def open_backend_store(
     if not isinstance(dataset, SketchDataset):
         name = dataset or backend.config["dataset"]
         if name is None:
-            raise ValueError(f"{checkpoint}: the backend records no training dataset; pass the dataset")
+            raise ArgumentError(f"{checkpoint}: the backend records no training dataset; pass the dataset")
         own = name == backend.config["dataset"]
         options = {"scheme": scheme or backend.config["scheme"]} if own or scheme else {}
         dataset = make_dataset(name, root=root, **options)

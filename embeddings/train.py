@@ -38,6 +38,7 @@ from sketch_env.config import check_config
 from sketch_env.datasets import make_dataset
 from sketch_env.datasets.base import stable_fraction
 from sketch_env.device import resolve_device
+from sketch_env.errors import ArgumentError
 from sketch_env.metrics import m_at_b, ranks_from_embeddings
 from sketch_env.render import render_progressive
 from sketch_env.runs import check_resume, read_resume_file, run_lock
@@ -176,7 +177,7 @@ class TripletSampler:
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of ``TrainConfig.precision`` on ``device`` (None: float32, no autocast)."""
     if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+        raise ArgumentError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
     if precision == "fp32":
         return None
     if precision == "bf16":
@@ -225,7 +226,7 @@ def read_last(path: Path) -> dict:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     missing = {"backend", "optimizer", "rng", "state", "run_config"} - set(ckpt if isinstance(ckpt, dict) else ())
     if missing:
-        raise ValueError(f"not a training checkpoint of this package (missing {sorted(missing)})")
+        raise ArgumentError(f"not a training checkpoint of this package (missing {sorted(missing)})")
     return ckpt
 
 
@@ -236,7 +237,7 @@ def train_backend(cfg: TrainConfig, stop_after_epochs: int | None = None) -> Pat
     by tests); the run resumes from ``last.pt`` when called again.
     """
     if not (math.isfinite(cfg.step_power) and cfg.step_power >= 0):
-        raise ValueError(f"step_power must be a finite number >= 0, not {cfg.step_power!r}")
+        raise ArgumentError(f"step_power must be a finite number >= 0, not {cfg.step_power!r}")
     device = resolve_device(cfg.device)
     dataset = make_dataset(cfg.dataset, root=cfg.root, **({"scheme": cfg.scheme} if cfg.scheme else {}))
     out = cfg.output_dir(dataset.scheme)
@@ -263,7 +264,7 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
             branch.load_state_dict(source.sketch_branches[0].state_dict())
         backend.photo_branch.load_state_dict(source.photo_branch.state_dict())
     elif backend.per_step:
-        raise ValueError("B3 trains its per-step models from a B1 checkpoint: pass backend option init_from=PATH")
+        raise ArgumentError("B3 trains its per-step models from a B1 checkpoint: pass backend option init_from=PATH")
     backend.to(device)
 
     records = dataset.sketches("train")
@@ -282,7 +283,7 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
                                                 min(cfg.val_sketches, len(val_sketch_ids))).astype(int)] \
         if len(val_sketch_ids) else val_sketch_ids
     if len(train_photo_ids) < 2:
-        raise ValueError(f"dataset {dataset.name!r} has too few training photos ({len(train_photo_ids)})")
+        raise ArgumentError(f"dataset {dataset.name!r} has too few training photos ({len(train_photo_ids)})")
     sampler = TripletSampler(cfg, backend, photo_rasters, groups, records)
 
     models = backend.config["models"]

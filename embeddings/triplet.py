@@ -34,6 +34,7 @@ from torch import nn
 
 from embeddings.base import EmbeddingBackend
 from embeddings.nets import Branch, SmallCNN, raster_tensor, torchvision_backbone
+from sketch_env.errors import ArgumentError
 
 __all__ = ["TripletBackend", "make_ts", "make_b1", "make_b2", "make_b3", "preprocess_photos", "default_config"]
 
@@ -78,7 +79,7 @@ def preprocess_photos(photos: np.ndarray, mode: str) -> np.ndarray:
     if mode == "canny":
         kernel = np.ones((3, 3), np.uint8)
         return np.stack([cv2.dilate(cv2.Canny(g, 50, 150), kernel) for g in gray])
-    raise ValueError(f"photo_preprocess must be 'invert', 'gray' or 'canny', got {mode!r}")
+    raise ArgumentError(f"photo_preprocess must be 'invert', 'gray' or 'canny', got {mode!r}")
 
 
 def _positive_int(value: Any) -> bool:
@@ -108,7 +109,7 @@ def _check_config(cfg: Mapping[str, Any]) -> None:
         if not isinstance(cfg[key], bool):
             problems.append(f"{key} must be true or false, got {cfg[key]!r}")
     if problems:
-        raise ValueError("bad backend configuration: " + "; ".join(problems))
+        raise ArgumentError("bad backend configuration: " + "; ".join(problems))
 
 
 def _make_branch(cfg: Mapping[str, Any]) -> Branch:
@@ -119,7 +120,7 @@ def _make_branch(cfg: Mapping[str, Any]) -> Branch:
     if spec.startswith("torchvision:"):
         net, dim = torchvision_backbone(spec.split(":", 1)[1], cfg.get("backbone_weights"))
         return Branch(net, dim, cfg["embed_dim"])
-    raise ValueError(f"unknown backbone {spec!r}; use 'small_cnn' or 'torchvision:<arch>'")
+    raise ArgumentError(f"unknown backbone {spec!r}; use 'small_cnn' or 'torchvision:<arch>'")
 
 
 class TripletBackend(EmbeddingBackend):
@@ -130,14 +131,14 @@ class TripletBackend(EmbeddingBackend):
         cfg = self.default_config(config.get("name", "b1"))
         unknown = set(config) - set(cfg)
         if unknown:
-            raise ValueError(f"unknown backend options {sorted(unknown)}; known: {sorted(cfg)}")
+            raise ArgumentError(f"unknown backend options {sorted(unknown)}; known: {sorted(cfg)}")
         cfg.update(config)
         _check_config(cfg)
         super().__init__(cfg)
         self.name = cfg["name"]
         self.per_step = cfg["models"] > 1
         if cfg["models"] < 1 or cfg["models"] > cfg["steps"]:
-            raise ValueError(f"models must be in [1, steps={cfg['steps']}], got {cfg['models']}")
+            raise ArgumentError(f"models must be in [1, steps={cfg['steps']}], got {cfg['models']}")
         first = _make_branch(cfg)
         self.sketch_branches = nn.ModuleList([first] + [copy.deepcopy(first) for _ in range(cfg["models"] - 1)])
         self.photo_branch = first if cfg["shared"] and cfg["models"] == 1 else copy.deepcopy(first)
@@ -220,7 +221,7 @@ class TripletBackend(EmbeddingBackend):
         if not self.per_step:
             return self._run(self.sketch_branches[0].features, rasters).reshape(len(rasters), self.feature_dim)
         if step is None:
-            raise ValueError(f"backend {self.name!r} has one model per step: pass step")
+            raise ArgumentError(f"backend {self.name!r} has one model per step: pass step")
         models = np.broadcast_to(self.model_of_step(step), (len(rasters),))
         out = np.empty((len(rasters), self.feature_dim), dtype=np.float32)
         for k in np.unique(models):
@@ -230,7 +231,7 @@ class TripletBackend(EmbeddingBackend):
 
     def query_layer(self, step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         if self.per_step and step is None:
-            raise ValueError(f"backend {self.name!r} has one model per step: pass step")
+            raise ArgumentError(f"backend {self.name!r} has one model per step: pass step")
         k = 0 if step is None else int(self.model_of_step(step))
         head = self.sketch_branches[k].head
         return (head.weight.detach().cpu().numpy().astype(np.float32),

@@ -49,6 +49,7 @@ from sketch_env.cache import cache_dir, cached_npz, stable_hash, write_json
 from sketch_env.config import check_config
 from sketch_env.datasets import make_dataset
 from sketch_env.datasets.base import SketchDataset
+from sketch_env.errors import ArgumentError
 from sketch_env.runs import run_lock
 from sketch_env.schedule import PointSchedule
 
@@ -207,7 +208,7 @@ def fit_cvae(
     from tqdm.auto import tqdm
 
     if len(sketch) != len(photo) or len(sketch) < 2:
-        raise ValueError(f"need >= 2 paired features, got {len(sketch)} sketches and {len(photo)} photos")
+        raise ArgumentError(f"need >= 2 paired features, got {len(sketch)} sketches and {len(photo)} photos")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model, device, cfg = backend.model, backend.device, backend.config
@@ -262,9 +263,9 @@ def train_zero_shot(cfg: ZeroShotTrainConfig) -> Path:
     from sketch_env.device import resolve_device
 
     if cfg.backend not in ("cvae", "caae"):
-        raise ValueError(f"train-zs trains 'cvae' or 'caae', got {cfg.backend!r}")
+        raise ArgumentError(f"train-zs trains 'cvae' or 'caae', got {cfg.backend!r}")
     if not cfg.backbone:
-        raise ValueError("train-zs needs --backbone PATH, the frozen backbone checkpoint")
+        raise ArgumentError("train-zs needs --backbone PATH, the frozen backbone checkpoint")
     device = resolve_device(cfg.device)
     if cfg.threads is not None:
         torch.set_num_threads(max(1, cfg.threads))
@@ -336,7 +337,7 @@ def _category_batches(
     by_photo = {c: np.flatnonzero(photo_cat == c) for c in np.unique(photo_cat)}
     usable = np.array(sorted(set(by_sketch) & set(by_photo)))
     if len(usable) < 2:
-        raise ValueError(f"category losses need >= 2 categories with both sketches and photos, got {len(usable)}")
+        raise ArgumentError(f"category losses need >= 2 categories with both sketches and photos, got {len(usable)}")
     for _ in range(n_batches):
         cats = rng.choice(usable, size=min(classes, len(usable)), replace=False)
         s = np.concatenate([rng.choice(by_sketch[c], per_class) for c in cats])
@@ -363,7 +364,7 @@ def fit_category_head(
     from tqdm.auto import tqdm
 
     if loss not in ("contrastive", "triplet"):
-        raise ValueError(f"loss must be 'contrastive' (Siamese) or 'triplet' (coarse-grained), got {loss!r}")
+        raise ArgumentError(f"loss must be 'contrastive' (Siamese) or 'triplet' (coarse-grained), got {loss!r}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     dim = sketch.shape[1]

@@ -83,5 +83,5 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     try:
         return int(args.func(args) or 0)
     except (SketchEnvError, ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"sketch-env: error: {exc}", file=sys.stderr)
+        print(f"sketch-env: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
         return 2

@@ -14,13 +14,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from sketch_env.errors import SketchEnvError
+from sketch_env.errors import ConfigError
 
 __all__ = ["ConfigError", "check_config"]
-
-
-class ConfigError(SketchEnvError, ValueError):
-    """An option of a run configuration with a value of the wrong type or out of range."""
 
 
 _KINDS = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "list": list, "None": type(None),

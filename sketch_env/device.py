@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sketch_env.errors import ArgumentError
+
 __all__ = ["resolve_device"]
 
 
@@ -27,7 +29,7 @@ def resolve_device(device: Any = "auto"):
         try:
             dev = torch.device(device)
         except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+            raise ArgumentError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {str(dev)!r} asked for, but torch sees no CUDA device")
     return dev

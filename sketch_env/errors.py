@@ -12,6 +12,16 @@ class SketchEnvError(Exception):
     """Base class of the errors this package raises on bad input."""
 
 
+class ArgumentError(SketchEnvError, ValueError, TypeError):
+    """An argument (an env option, an action, a parameter of a function) of the wrong type or out of range.
+
+    Both a ValueError and a TypeError, so code that catches either keeps working."""
+
+
+class ConfigError(ArgumentError):
+    """An option of a run configuration (a command's flags) with a value of the wrong type or out of range."""
+
+
 class SketchError(SketchEnvError, ValueError):
     """A sketch whose points or strokes cannot be used (NaN/inf coordinates, no points, bad layout)."""
 

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sketch_env.errors import ArgumentError
+
 __all__ = [
     "l2_normalise",
     "euclidean_distance",
@@ -69,7 +71,7 @@ def prepare_gallery(gallery: np.ndarray) -> np.ndarray:
     ``[-2 g, 1, |g|^2]`` (``g`` rounded to float32 first). Compute it once when ranking many batches."""
     g = np.asarray(gallery, dtype=np.float32).astype(np.float64)
     if g.ndim != 2:
-        raise ValueError(f"gallery must have shape (P, d), got {g.shape}")
+        raise ArgumentError(f"gallery must have shape (P, d), got {g.shape}")
     out = np.empty((g.shape[0], g.shape[1] + 2), dtype=np.float64)
     np.multiply(g, -2.0, out=out[:, :-2])
     out[:, -2] = 1.0
@@ -82,7 +84,7 @@ def prepare_queries(queries: np.ndarray) -> np.ndarray:
     ``[q, |q|^2, 1]`` (``q`` rounded to float32 first)."""
     q = np.asarray(queries, dtype=np.float32)
     if q.ndim != 2:
-        raise ValueError(f"queries must have shape (B, d), got {q.shape}")
+        raise ArgumentError(f"queries must have shape (B, d), got {q.shape}")
     q64 = q.astype(np.float64)
     out = np.empty((q.shape[0], q.shape[1] + 2), dtype=np.float64)
     out[:, :-2] = q64
@@ -106,7 +108,7 @@ def euclidean_distance(queries: np.ndarray, gallery: np.ndarray, prepared: np.nd
     q_rows = prepare_queries(queries)
     g_rows = prepare_gallery(gallery) if prepared is None else prepared
     if g_rows.shape[1] != q_rows.shape[1]:
-        raise ValueError(f"queries have d={q_rows.shape[1] - 2} but the gallery has d={g_rows.shape[1] - 2}")
+        raise ArgumentError(f"queries have d={q_rows.shape[1] - 2} but the gallery has d={g_rows.shape[1] - 2}")
     sq = (q_rows @ g_rows.T).astype(np.float32)
     np.maximum(sq, 0.0, out=sq)
     return np.sqrt(sq, out=sq)
@@ -120,12 +122,12 @@ def rank(distances: np.ndarray, true_index: np.ndarray) -> np.ndarray:
     """
     d = np.asarray(distances)
     if d.ndim != 2:
-        raise ValueError(f"distances must have shape (B, P), got {d.shape}")
+        raise ArgumentError(f"distances must have shape (B, P), got {d.shape}")
     idx = np.asarray(true_index, dtype=np.int64).reshape(-1)
     if len(idx) != len(d):
-        raise ValueError(f"{len(d)} distance rows but {len(idx)} true indices")
+        raise ArgumentError(f"{len(d)} distance rows but {len(idx)} true indices")
     if len(idx) and (idx.min() < 0 or idx.max() >= d.shape[1]):
-        raise ValueError(f"true_index must lie in [0, {d.shape[1]}), got range [{idx.min()}, {idx.max()}]")
+        raise ArgumentError(f"true_index must lie in [0, {d.shape[1]}), got range [{idx.min()}, {idx.max()}]")
     d_true = d[np.arange(len(d)), idx]
     return (d <= d_true[:, None]).sum(axis=1).astype(np.int64)
 
@@ -139,10 +141,10 @@ def ranks_from_embeddings(
     ``queries`` may be a memory map.
     """
     if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
+        raise ArgumentError(f"chunk must be >= 1, got {chunk}")
     idx = np.asarray(true_index, dtype=np.int64).reshape(-1)
     if len(idx) != len(queries):
-        raise ValueError(f"{len(queries)} queries but {len(idx)} true indices")
+        raise ArgumentError(f"{len(queries)} queries but {len(idx)} true indices")
     prepared = prepare_gallery(gallery)
     out = np.empty(len(idx), dtype=np.int64)
     for lo in range(0, len(idx), chunk):
@@ -158,7 +160,7 @@ def ranking_percentile(rank: np.ndarray | int, gallery_size: int) -> np.ndarray 
     """
     n = int(gallery_size)
     if n < 1:
-        raise ValueError(f"gallery_size must be >= 1, got {gallery_size}")
+        raise ArgumentError(f"gallery_size must be >= 1, got {gallery_size}")
     r = np.asarray(rank, dtype=np.float64)
     out = np.ones_like(r) if n == 1 else (n - r) / (n - 1)
     return float(out) if out.ndim == 0 else out
@@ -167,11 +169,11 @@ def ranking_percentile(rank: np.ndarray | int, gallery_size: int) -> np.ndarray 
 def _check_ranks(ranks: np.ndarray, gallery_size: int | None = None) -> np.ndarray:
     r = np.asarray(ranks)
     if r.ndim != 2:
-        raise ValueError(f"ranks must have shape (n, S), got {r.shape}")
+        raise ArgumentError(f"ranks must have shape (n, S), got {r.shape}")
     if r.shape[0] == 0 or r.shape[1] == 0:
-        raise ValueError(f"ranks of shape {r.shape}: no sketches or no steps to average over")
+        raise ArgumentError(f"ranks of shape {r.shape}: no sketches or no steps to average over")
     if r.min() < 1 or (gallery_size is not None and r.max() > gallery_size):
-        raise ValueError(f"ranks must lie in [1, {gallery_size or 'N'}], got range [{r.min()}, {r.max()}]")
+        raise ArgumentError(f"ranks must lie in [1, {gallery_size or 'N'}], got range [{r.min()}, {r.max()}]")
     return r
 
 
@@ -200,7 +202,7 @@ def acc_at_q(complete_ranks: np.ndarray, q: int) -> float:
     """
     r = np.asarray(complete_ranks).reshape(-1)
     if len(r) == 0:
-        raise ValueError("acc_at_q needs at least one rank")
+        raise ArgumentError("acc_at_q needs at least one rank")
     return float(np.mean(r <= q))
 
 
@@ -253,13 +255,13 @@ def top_k_relevance(distances: np.ndarray, query_labels: np.ndarray, gallery_lab
     """
     d = np.asarray(distances)
     if d.ndim != 2:
-        raise ValueError(f"distances must have shape (B, P), got {d.shape}")
+        raise ArgumentError(f"distances must have shape (B, P), got {d.shape}")
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise ArgumentError(f"k must be >= 1, got {k}")
     q = np.asarray(query_labels).reshape(-1)
     g = np.asarray(gallery_labels).reshape(-1)
     if len(q) != d.shape[0] or len(g) != d.shape[1]:
-        raise ValueError(
+        raise ArgumentError(
             f"distances {d.shape} need {d.shape[0]} query labels and {d.shape[1]} gallery labels, "
             f"got {len(q)} and {len(g)}"
         )
@@ -279,9 +281,9 @@ def precision_at_k(relevance: np.ndarray, k: int) -> np.ndarray:
 def _check_relevance(relevance: np.ndarray, k: int) -> np.ndarray:
     rel = np.asarray(relevance)
     if rel.ndim != 2:
-        raise ValueError(f"relevance must have shape (B, k), got {rel.shape}")
+        raise ArgumentError(f"relevance must have shape (B, k), got {rel.shape}")
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise ArgumentError(f"k must be >= 1, got {k}")
     return rel[:, :k].astype(np.float64)
 
 
@@ -329,9 +331,9 @@ def category_retrieval_metrics(
     """
     q_labels = np.asarray(query_labels).reshape(-1)
     if len(q_labels) != len(queries):
-        raise ValueError(f"{len(queries)} queries but {len(q_labels)} query labels")
+        raise ArgumentError(f"{len(queries)} queries but {len(q_labels)} query labels")
     if len(q_labels) == 0:
-        raise ValueError("category_retrieval_metrics needs at least one query")
+        raise ArgumentError("category_retrieval_metrics needs at least one query")
     gallery = np.asarray(gallery, dtype=np.float32)
     sums = np.zeros(3)
     for lo in range(0, len(q_labels), chunk):

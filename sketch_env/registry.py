@@ -10,6 +10,8 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sketch_env.errors import ArgumentError
+
 __all__ = ["resolve_factory"]
 
 
@@ -20,7 +22,7 @@ def resolve_factory(registry: Mapping[str, str | Callable[..., Any]], name: str,
     """
     key = name.lower()
     if key not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(sorted(registry))}")
+        raise ArgumentError(f"unknown {kind} {name!r}; known: {', '.join(sorted(registry))}")
     factory = registry[key]
     if isinstance(factory, str):
         module, attr = factory.split(":")

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from sketch_env.errors import ArgumentError
 from sketch_env.schedule import Schedule
 from sketch_env.sketch import Sketch
 
@@ -61,15 +62,15 @@ class RenderConfig:
 
     def __post_init__(self) -> None:
         if self.size < 4:
-            raise ValueError(f"size must be >= 4, got {self.size}")
+            raise ArgumentError(f"size must be >= 4, got {self.size}")
         if self.line_width is not None and self.line_width < 1:
-            raise ValueError(f"line_width must be >= 1, got {self.line_width}")
+            raise ArgumentError(f"line_width must be >= 1, got {self.line_width}")
         if self.polarity not in ("white_on_black", "black_on_white"):
-            raise ValueError(f"polarity must be 'white_on_black' or 'black_on_white', got {self.polarity!r}")
+            raise ArgumentError(f"polarity must be 'white_on_black' or 'black_on_white', got {self.polarity!r}")
         if self.thicken not in ("line", "dilate"):
-            raise ValueError(f"thicken must be 'line' or 'dilate', got {self.thicken!r}")
+            raise ArgumentError(f"thicken must be 'line' or 'dilate', got {self.thicken!r}")
         if not 0 <= 2 * self.margin < self.size - 1:
-            raise ValueError(f"margin {self.margin} leaves no canvas at size {self.size}")
+            raise ArgumentError(f"margin {self.margin} leaves no canvas at size {self.size}")
 
     @property
     def width(self) -> int:
@@ -152,7 +153,7 @@ def render_progressive(
     cuts = (schedule.cuts(sketch) if isinstance(schedule, Schedule) else np.asarray(schedule)).tolist()
     n = sketch.num_points
     if not cuts or cuts[0] < 1 or cuts[-1] > n or any(b < a for a, b in zip(cuts, cuts[1:])):
-        raise ValueError(f"cuts must be non-decreasing within [1, {n}], got {cuts}")
+        raise ArgumentError(f"cuts must be non-decreasing within [1, {n}], got {cuts}")
     if out is None:
         out = np.empty((len(cuts), config.size, config.size), dtype=np.uint8)
     _paint(sketch, [int(c) for c in cuts], config, out)
@@ -179,7 +180,7 @@ def render_progressive_batch(
     all_cuts = [schedule.cuts(s) for s in sketches]
     steps = {len(c) for c in all_cuts}
     if len(steps) != 1:
-        raise ValueError(f"schedule {schedule.key()} gives different step counts {sorted(steps)}; use a fixed S")
+        raise ArgumentError(f"schedule {schedule.key()} gives different step counts {sorted(steps)}; use a fixed S")
     out = np.empty((len(sketches), steps.pop(), config.size, config.size), dtype=np.uint8)
     for i, (sketch, cuts) in enumerate(zip(sketches, all_cuts)):
         render_progressive(sketch, cuts, config, out=out[i])

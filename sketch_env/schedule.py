@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sketch_env.errors import ArgumentError
 from sketch_env.sketch import Sketch
 
 __all__ = ["SCHEDULES", "Schedule", "PointSchedule", "StrokeSchedule", "make_schedule", "point_cuts"]
@@ -32,9 +33,9 @@ __all__ = ["SCHEDULES", "Schedule", "PointSchedule", "StrokeSchedule", "make_sch
 def point_cuts(num_points: int, steps: int) -> np.ndarray:
     """``max(1, round(linspace(0, N, S + 1)[1:]))``: the point-count cuts of the authors' code."""
     if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+        raise ArgumentError(f"steps must be >= 1, got {steps}")
     if num_points < 1:
-        raise ValueError(f"num_points must be >= 1, got {num_points}")
+        raise ArgumentError(f"num_points must be >= 1, got {num_points}")
     cuts = np.round(np.linspace(0, num_points, steps + 1)[1:]).astype(np.int64)
     return np.maximum(cuts, 1)
 
@@ -66,7 +67,7 @@ class PointSchedule(Schedule):
 
     def __post_init__(self) -> None:
         if self.steps is None or self.steps < 1:
-            raise ValueError(f"PointSchedule needs steps >= 1, got {self.steps}")
+            raise ArgumentError(f"PointSchedule needs steps >= 1, got {self.steps}")
 
     def cuts(self, sketch: Sketch) -> np.ndarray:
         return point_cuts(sketch.num_points, self.steps)
@@ -81,7 +82,7 @@ class StrokeSchedule(Schedule):
 
     def __post_init__(self) -> None:
         if self.steps is not None and self.steps < 1:
-            raise ValueError(f"StrokeSchedule needs steps >= 1 or None, got {self.steps}")
+            raise ArgumentError(f"StrokeSchedule needs steps >= 1 or None, got {self.steps}")
 
     def cuts(self, sketch: Sketch) -> np.ndarray:
         ends = sketch.stroke_ends
@@ -102,4 +103,4 @@ def make_schedule(name: str = "points", steps: int | None = 20) -> Schedule:
         return PointSchedule(steps=20 if steps is None else steps)
     if name in ("strokes", "stroke"):
         return StrokeSchedule(steps=steps)
-    raise ValueError(f"unknown schedule {name!r}; choose 'points' or 'strokes'")
+    raise ArgumentError(f"unknown schedule {name!r}; choose 'points' or 'strokes'")

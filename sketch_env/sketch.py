@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sketch_env.errors import SketchError
+from sketch_env.errors import ArgumentError, SketchError
 
 __all__ = ["Sketch", "normalise_frame"]
 
@@ -46,7 +46,7 @@ def normalise_frame(points: np.ndarray, frame: tuple[float, float] | str) -> np.
     points = np.asarray(points, dtype=np.float64)
     if isinstance(frame, str):
         if frame != "fit":
-            raise ValueError(f"frame must be (width, height) or 'fit', got {frame!r}")
+            raise ArgumentError(f"frame must be (width, height) or 'fit', got {frame!r}")
         lo = points.min(axis=0)
         hi = points.max(axis=0)
         extent = hi - lo
@@ -56,7 +56,7 @@ def normalise_frame(points: np.ndarray, frame: tuple[float, float] | str) -> np.
         return (points - lo + (scale - extent) / 2.0) / scale
     width, height = (float(frame[0]), float(frame[1]))
     if not (width > 0 and height > 0):
-        raise ValueError(f"frame sides must be positive, got {frame!r}")
+        raise ArgumentError(f"frame sides must be positive, got {frame!r}")
     scale = max(width, height)
     offset = np.array([(scale - width) / 2.0, (scale - height) / 2.0])
     return (points + offset) / scale
@@ -149,7 +149,7 @@ class Sketch:
     def prefix(self, num_points: int) -> Sketch:
         """The partial sketch made of the first ``num_points`` points (1 <= num_points <= N)."""
         if not 1 <= num_points <= self.num_points:
-            raise ValueError(f"num_points must be in [1, {self.num_points}], got {num_points}")
+            raise ArgumentError(f"num_points must be in [1, {self.num_points}], got {num_points}")
         ends = self.stroke_ends[self.stroke_ends < num_points]
         ends = np.append(ends, num_points)
         return Sketch(self.points[:num_points], ends)

@@ -15,6 +15,8 @@ import re
 
 import numpy as np
 
+from sketch_env.errors import ArgumentError
+
 __all__ = ["PathSyntaxError", "parse_path", "sample_path"]
 
 _TOKEN = re.compile(
@@ -154,7 +156,7 @@ def sample_path(d: str, step: float, max_points: int | None = None) -> list[np.n
     raised before the points are allocated.
     """
     if not step > 0:
-        raise ValueError(f"step must be positive, got {step}")
+        raise ArgumentError(f"step must be positive, got {step}")
     polylines = []
     total = 0
     for sub in parse_path(d):
@@ -169,11 +171,11 @@ def sample_path(d: str, step: float, max_points: int | None = None) -> list[np.n
             cursor = ctrl[j, 3]
         lengths = np.linalg.norm(np.diff(ctrl, axis=1), axis=2).sum(axis=1)
         if not np.isfinite(lengths).all():
-            raise ValueError("path coordinates are not finite")
+            raise ArgumentError("path coordinates are not finite")
         wanted = np.maximum(1.0, np.ceil(lengths / step))
         total += 1 + float(wanted.sum())
         if max_points is not None and total > max_points:
-            raise ValueError(f"the path samples to more than {max_points:,} points (step {step:g})")
+            raise ArgumentError(f"the path samples to more than {max_points:,} points (step {step:g})")
         counts = wanted.astype(np.int64)
         seg = np.repeat(np.arange(len(ctrl)), counts)
         # parameter of each sample within its segment: k / n for k = 1..n

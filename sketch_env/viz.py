@@ -9,6 +9,7 @@ import numpy as np
 
 from sketch_env.cache import atomic_path
 from sketch_env.datasets.base import SketchDataset
+from sketch_env.errors import ArgumentError
 from sketch_env.render import RenderConfig, render_progressive_batch
 from sketch_env.schedule import PointSchedule, Schedule
 
@@ -43,7 +44,7 @@ def contact_sheet(
     """
     records = dataset.sketches(split)
     if not records:
-        raise ValueError(f"dataset {dataset.name!r} has no {split!r} sketches")
+        raise ArgumentError(f"dataset {dataset.name!r} has no {split!r} sketches")
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(len(records), size=min(rows, len(records)), replace=False).tolist())
     picked = [records[i] for i in chosen]

@@ -33,6 +33,7 @@ import torch
 from sketch_env.envs import rewards, step
 from sketch_env.envs.data import RetrievalData
 from sketch_env.envs.engine import EnvOptions, RetrievalEngine
+from sketch_env.errors import ArgumentError
 
 __all__ = ["DeviceRetrievalEnv", "COMPUTES"]
 
@@ -61,15 +62,16 @@ class DeviceRetrievalEnv:
                  seeds: list[int] | tuple[int, ...] = (0,), device: str | torch.device = "cpu",
                  compute: str = "auto", kernel: str = "auto") -> None:
         if compute not in COMPUTES:
-            raise ValueError(f"compute must be one of {COMPUTES}, got {compute!r}")
+            raise ArgumentError(f"compute must be one of {COMPUTES}, got {compute!r}")
         self.device = torch.device(device)
         if compute == "auto":
             compute = "numpy" if self.device.type == "cpu" else "torch"
         if compute == "numpy" and self.device.type != "cpu":
-            raise ValueError(f"compute='numpy' runs on the CPU; device {self.device} needs compute='torch'")
+            raise ArgumentError(f"compute='numpy' runs on the CPU; device {self.device} needs compute='torch'")
         seeds = [int(s) for s in seeds]
         if not seeds or num_envs < 1 or num_envs % len(seeds):
-            raise ValueError(f"num_envs ({num_envs}) must be a positive multiple of the number of seeds ({len(seeds)})")
+            raise ArgumentError(f"num_envs ({num_envs}) must be a positive multiple of the number of seeds "
+                                f"({len(seeds)})")
         self.data = data
         self.options = options or EnvOptions()
         self.compute = compute
@@ -97,7 +99,7 @@ class DeviceRetrievalEnv:
             return
         if self.options.action == "residual":
             if data.queries is None:
-                raise ValueError("action='residual' needs the backend's own queries, and these data have none")
+                raise ArgumentError("action='residual' needs the backend's own queries, and these data have none")
             self._queries = torch.from_numpy(np.ascontiguousarray(data.queries[rows], dtype=np.float32)).to(dev)
         self._gallery_rows = step.prepare_gallery(data.gallery, dev)
         self._photo = torch.zeros(n, dtype=torch.int64, device=dev)
@@ -127,9 +129,9 @@ class DeviceRetrievalEnv:
         else:
             sketches = torch.as_tensor(np.asarray(sketch_index), dtype=torch.int64).reshape(-1).to(self.device)
             if sketches.shape != (self.num_envs,):
-                raise ValueError(f"sketch_index must have {self.num_envs} entries, got {tuple(sketches.shape)}")
+                raise ArgumentError(f"sketch_index must have {self.num_envs} entries, got {tuple(sketches.shape)}")
             if int(sketches.min()) < 0 or int(sketches.max()) >= self.data.num_sketches:
-                raise ValueError(f"sketch indices must lie in [0, {self.data.num_sketches})")
+                raise ArgumentError(f"sketch indices must lie in [0, {self.data.num_sketches})")
         self._begin(sketches)
         return self.observe()
 
@@ -164,7 +166,8 @@ class DeviceRetrievalEnv:
         for all envs: when True, every env has started a new episode and ``obs`` is its first observation.
         """
         if actions.shape != (self.num_envs, self.embed_dim):
-            raise ValueError(f"actions must have shape ({self.num_envs}, {self.embed_dim}), got {tuple(actions.shape)}")
+            raise ArgumentError(f"actions must have shape ({self.num_envs}, {self.embed_dim}), "
+                                f"got {tuple(actions.shape)}")
         fn = self._step_torch if self.compute == "torch" else self._step_numpy
         reward, rank = fn(actions)
         self.t += 1

@@ -60,6 +60,7 @@ from sketch_env.cache import atomic_path, write_json
 from sketch_env.config import check_config
 from sketch_env.device import resolve_device
 from sketch_env.envs.sb3 import SB3VecEnv
+from sketch_env.errors import ArgumentError
 from sketch_env.runs import check_resume, read_resume_file, run_lock
 
 __all__ = ["FastTrainConfig", "FastTrainer", "train_fast", "FAST_ALGORITHMS"]
@@ -104,7 +105,7 @@ class FastTrainConfig:
     def agent_dir(self, seed: int) -> Path:
         if self.agent_dirs is not None:
             if len(self.agent_dirs) != len(self.seeds):
-                raise ValueError(f"agent_dirs names {len(self.agent_dirs)} folders for {len(self.seeds)} seeds")
+                raise ArgumentError(f"agent_dirs names {len(self.agent_dirs)} folders for {len(self.seeds)} seeds")
             return Path(self.agent_dirs[self.seeds.index(seed)])
         return self.root() / f"{self.algo}-s{seed}"
 
@@ -134,7 +135,8 @@ def batched_forward(policy: LinearGaussianPolicy, params: dict[str, torch.Tensor
             return x.new_zeros(*x.shape[:-1], 1)
         if not any(True for _ in module.parameters()) and not list(module.children()):
             return module(x)  # an activation
-        raise TypeError(f"batched_forward evaluates Linear layers and activations; {name} is {type(module).__name__}")
+        raise ArgumentError(f"batched_forward evaluates Linear layers and activations; {name} is "
+                            f"{type(module).__name__}")
 
     features = obs * policy.obs_scale  # ScaledFlatten (observations are flat)
     latent_pi = run(policy.mlp_extractor.policy_net, "mlp_extractor.policy_net", features)
@@ -165,12 +167,12 @@ class FastTrainer:
     def __init__(self, models: list[Any], env: DeviceRetrievalEnv, algo: str, hp: dict[str, Any], seeds: list[int],
                  device: torch.device, compile: str | None = None) -> None:
         if algo not in FAST_ALGORITHMS:
-            raise ValueError(f"the fast trainer runs {FAST_ALGORITHMS}; {algo!r} needs the SB3 path (--trainer sb3)")
+            raise ArgumentError(f"the fast trainer runs {FAST_ALGORITHMS}; {algo!r} needs the SB3 path (--trainer sb3)")
         self.models, self.env, self.algo, self.device = models, env, algo, device
         self.k = len(models)
         _, _, n_envs, _, _ = split_hyperparams(algo, hp)
         if env.num_envs != self.k * n_envs:
-            raise ValueError(f"the env has {env.num_envs} envs; {self.k} agents x n_envs {n_envs} needed")
+            raise ArgumentError(f"the env has {env.num_envs} envs; {self.k} agents x n_envs {n_envs} needed")
         self.n_envs = n_envs
         self.vpg = algo == "vpg"
         first = models[0]
@@ -193,7 +195,7 @@ class FastTrainer:
         self.policy = first.policy
         named = [dict(m.policy.named_parameters()) for m in models]
         if any(len(dict(m.policy.named_buffers())) for m in models):
-            raise TypeError("the fast trainer stacks parameters only; this policy has buffers")
+            raise ArgumentError("the fast trainer stacks parameters only; this policy has buffers")
         self.params = {name: torch.stack([nd[name].detach() for nd in named]).to(device).requires_grad_(True)
                        for name in named[0]}
         # the optimiser as the SB3 policy's: same class and options, the critic group at its own rate
@@ -385,7 +387,8 @@ class FastTrainer:
         """Restore every agent from :meth:`state_of` dicts (same number of agents, same step count)."""
         steps = {s["num_timesteps"] for s in states}
         if len(steps) != 1:
-            raise ValueError(f"the agents' saved states are at different steps {sorted(steps)}; resume them separately")
+            raise ArgumentError(f"the agents' saved states are at different steps {sorted(steps)}; resume them "
+                                "separately")
         for name, p in self.params.items():
             p.copy_(torch.stack([s["params"][name] for s in states]).to(p.device))
             keys = states[0]["optimizer"][name].keys()
@@ -417,9 +420,9 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
 def train_fast(cfg: FastTrainConfig) -> list[Path]:
     """Train (or resume) one agent per seed side by side; returns each agent's ``best.zip``."""
     if cfg.algo not in FAST_ALGORITHMS:
-        raise ValueError(f"the fast trainer runs {FAST_ALGORITHMS}; {cfg.algo!r} needs the SB3 path (--trainer sb3)")
+        raise ArgumentError(f"the fast trainer runs {FAST_ALGORITHMS}; {cfg.algo!r} needs the SB3 path (--trainer sb3)")
     if len(set(cfg.seeds)) != len(cfg.seeds) or not cfg.seeds:
-        raise ValueError(f"seeds must be distinct and non-empty, got {cfg.seeds}")
+        raise ArgumentError(f"seeds must be distinct and non-empty, got {cfg.seeds}")
     device = resolve_device(cfg.device)
     hp = load_hyperparams(cfg.algo, cfg.env_id, cfg.overrides)
     _, _, n_envs, n_timesteps, _ = split_hyperparams(cfg.algo, hp)
@@ -458,7 +461,7 @@ def _train_fast_locked(cfg: FastTrainConfig, hp: dict[str, Any], n_envs: int, ti
         models.append(build_agent(cfg.algo, hp, sb3_env, seed, "cpu"))
         runs.append(run)
     if resume and len(resume) != len(cfg.seeds):
-        raise ValueError("some agents of this run have a saved state and others not; resume them with the same "
+        raise ArgumentError("some agents of this run have a saved state and others not; resume them with the same "
                          "seeds or delete their folders")
 
     env = DeviceRetrievalEnv(native.data, len(cfg.seeds) * n_envs, native.options, seeds=cfg.seeds, device=device,

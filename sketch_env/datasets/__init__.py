@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sketch_env.datasets.base import SPLITS, PhotoRecord, SketchDataset, SketchRecord
+from sketch_env.errors import ArgumentError
 from sketch_env.registry import resolve_factory
 
 __all__ = [
@@ -61,8 +62,8 @@ def make_dataset(name: str, root: str | None = None, **options) -> SketchDataset
     factory = resolve_factory(_REGISTRY, key, "dataset")
     if key in NEEDS_ROOT:
         if root is None:
-            raise ValueError(f"dataset {name!r} is read from your disk: pass root=PATH (CLI: --root PATH)")
+            raise ArgumentError(f"dataset {name!r} is read from your disk: pass root=PATH (CLI: --root PATH)")
         return factory(root=root, **options)
     if root is not None:
-        raise ValueError(f"dataset {name!r} is embedded and takes no root")
+        raise ArgumentError(f"dataset {name!r} is embedded and takes no root")
     return factory(**options)

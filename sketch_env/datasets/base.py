@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from sketch_env.errors import DataFormatError
+from sketch_env.errors import ArgumentError, DataFormatError
 from sketch_env.limits import MAX_PHOTO_PIXELS, check_bound, check_file_size
 from sketch_env.sketch import Sketch
 
@@ -123,7 +123,7 @@ class SketchDataset(ABC):
     def __init__(self, scheme: str | None = None) -> None:
         scheme = scheme or self.schemes[0]
         if scheme not in self.schemes:
-            raise ValueError(f"dataset {self.name!r} has split schemes {self.schemes}, not {scheme!r}")
+            raise ArgumentError(f"dataset {self.name!r} has split schemes {self.schemes}, not {scheme!r}")
         self.scheme = scheme
         self._sketches: dict[str, list[SketchRecord]] | None = None
         self._photos: dict[str, list[PhotoRecord]] | None = None
@@ -144,7 +144,7 @@ class SketchDataset(ABC):
     # -- provided ----------------------------------------------------------------------------
     def _check_split(self, split: str) -> None:
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+            raise ArgumentError(f"split must be one of {SPLITS}, got {split!r}")
 
     def sketches(self, split: str) -> list[SketchRecord]:
         self._check_split(split)
@@ -167,7 +167,7 @@ class SketchDataset(ABC):
     def photo_index(self, split: str) -> np.ndarray:
         """For each sketch of ``split``, the index of its photo in ``photos(split)`` (int64)."""
         if not self.has_photos:
-            raise ValueError(f"dataset {self.name!r} has no photos, so sketches have no paired photo")
+            raise ArgumentError(f"dataset {self.name!r} has no photos, so sketches have no paired photo")
         lookup = {p.instance: i for i, p in enumerate(self.photos(split))}
         idx = np.empty(len(self.sketches(split)), dtype=np.int64)
         for i, rec in enumerate(self.sketches(split)):

@@ -51,7 +51,7 @@ import numpy as np
 
 from sketch_env.cache import atomic_path, cache_dir, cached_npz, stable_hash
 from sketch_env.datasets.base import PhotoRecord, SketchDataset, SketchRecord, stable_fraction
-from sketch_env.errors import DataFormatError
+from sketch_env.errors import ArgumentError, DataFormatError
 from sketch_env.sketch import Sketch
 from sketch_env.svg_path import PathSyntaxError, sample_path
 
@@ -272,7 +272,7 @@ class KanjiDataset(SketchDataset):
             eligible = sorted((r for r, c in by_radical.items() if len(c) >= 20),
                               key=lambda r: stable_fraction(r, "kanji-category"))
             if self.unseen_radicals > len(eligible):
-                raise ValueError(f"only {len(eligible)} radicals have >= 20 characters")
+                raise ArgumentError(f"only {len(eligible)} radicals have >= 20 characters")
             for rad in eligible[: self.unseen_radicals]:
                 test.update(by_radical[rad])
         self._test_chars = test

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from sketch_env.datasets.base import PhotoRecord, SketchDataset, SketchRecord, read_photo_file
-from sketch_env.errors import DataFormatError, SketchError
+from sketch_env.errors import ArgumentError, DataFormatError, SketchError
 from sketch_env.limits import MAX_SKETCH_POINTS, check_bound
 from sketch_env.safe_pickle import safe_load_pickle
 from sketch_env.sketch import Sketch
@@ -52,7 +52,7 @@ class QMULDataset(SketchDataset):
     def __init__(self, root: str | Path, variant: str = "ChairV2", scheme: str | None = None) -> None:
         super().__init__(scheme)
         if variant.lower() not in _VARIANTS:
-            raise ValueError(f"QMUL variant must be one of ShoeV2, ChairV2; got {variant!r}")
+            raise ArgumentError(f"QMUL variant must be one of ShoeV2, ChairV2; got {variant!r}")
         self.variant, self.category = _VARIANTS[variant.lower()]
         self.name = variant.lower()
         self.root = Path(root)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from sketch_env.datasets.base import PhotoRecord, SketchDataset, SketchRecord, stable_fraction
-from sketch_env.errors import DataFormatError, SketchError
+from sketch_env.errors import ArgumentError, DataFormatError, SketchError
 from sketch_env.limits import MAX_MEMBER_BYTES, MAX_SKETCH_POINTS, check_bound, read_bytes_bounded
 from sketch_env.safe_pickle import safe_loads
 from sketch_env.sketch import Sketch
@@ -45,19 +45,19 @@ def _split(instance: str) -> str:
 def _drawing_strokes(drawing: object) -> list[np.ndarray]:
     """``[[xs, ys], ...]`` (a third list of times, as in the raw format, is ignored) -> ``(n, 2)`` arrays."""
     if not isinstance(drawing, list):
-        raise TypeError(f"'drawing' must be a list of strokes, got {type(drawing).__name__}")
+        raise ArgumentError(f"'drawing' must be a list of strokes, got {type(drawing).__name__}")
     strokes = []
     for i, stroke in enumerate(drawing):
         if not (
             isinstance(stroke, list) and len(stroke) in (2, 3) and all(isinstance(c, list) for c in stroke)
         ):
-            raise TypeError(f"stroke {i} must be [[x...], [y...]]")
+            raise ArgumentError(f"stroke {i} must be [[x...], [y...]]")
         xs, ys = stroke[0], stroke[1]
         if len(xs) != len(ys) or not all(type(v) in (int, float) for v in xs + ys):
-            raise TypeError(f"stroke {i} must have as many numeric x as y coordinates")
+            raise ArgumentError(f"stroke {i} must have as many numeric x as y coordinates")
         strokes.append(np.column_stack([np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)]))
     if sum(len(s) for s in strokes) > MAX_SKETCH_POINTS:
-        raise TypeError(f"the drawing has more than {MAX_SKETCH_POINTS:,} points (sketch_env.limits)")
+        raise ArgumentError(f"the drawing has more than {MAX_SKETCH_POINTS:,} points (sketch_env.limits)")
     return strokes
 
 
@@ -68,7 +68,7 @@ def _read_npy_member(zf: zipfile.ZipFile, member: str, path: Path, max_bytes: in
     fp = io.BytesIO(zf.read(member))
     version = np.lib.format.read_magic(fp)
     if version not in ((1, 0), (2, 0)):
-        raise ValueError(f"{member} has .npy format version {version}, expected 1.0 or 2.0")
+        raise ArgumentError(f"{member} has .npy format version {version}, expected 1.0 or 2.0")
     read_header = (
         np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     )
@@ -78,7 +78,7 @@ def _read_npy_member(zf: zipfile.ZipFile, member: str, path: Path, max_bytes: in
         return np.lib.format.read_array(fp, allow_pickle=False)
     arr = safe_loads(fp.read(), f"{path}:{member}")  # an object .npy is the array's pickle after the header
     if not isinstance(arr, np.ndarray):
-        raise TypeError(f"{member} holds a {type(arr).__name__}, not an array")
+        raise ArgumentError(f"{member} holds a {type(arr).__name__}, not an array")
     return arr
 
 
@@ -99,7 +99,7 @@ class QuickDrawDataset(SketchDataset):
     def __init__(self, root: str | Path, scheme: str | None = None, max_per_file: int | None = None) -> None:
         super().__init__(scheme)
         if max_per_file is not None and max_per_file < 1:
-            raise ValueError(f"max_per_file must be a positive integer or None, got {max_per_file}")
+            raise ArgumentError(f"max_per_file must be a positive integer or None, got {max_per_file}")
         self.root = Path(root)
         self.max_per_file = max_per_file
         if self.root.is_file():
@@ -134,7 +134,7 @@ class QuickDrawDataset(SketchDataset):
             try:
                 obj = json.loads(line)
                 if not isinstance(obj, dict):
-                    raise TypeError(f"expected a JSON object, got {type(obj).__name__}")
+                    raise ArgumentError(f"expected a JSON object, got {type(obj).__name__}")
                 sketch = Sketch.from_strokes(_drawing_strokes(obj.get("drawing")), frame=FRAME)
             except RecursionError:
                 raise DataFormatError(path, "JSON nested too deep to be a drawing", item=f"line {n}") from None
@@ -191,4 +191,4 @@ class QuickDrawDataset(SketchDataset):
         return []
 
     def load_photo(self, photo: PhotoRecord, size: int) -> np.ndarray:
-        raise ValueError("QuickDraw has no photos: it serves category-level work, not instance retrieval")
+        raise ArgumentError("QuickDraw has no photos: it serves category-level work, not instance retrieval")

@@ -37,7 +37,7 @@ from sketch_env.datasets.base import (
     read_photo_file,
     stable_fraction,
 )
-from sketch_env.errors import DataFormatError, SketchError
+from sketch_env.errors import ArgumentError, DataFormatError, SketchError
 from sketch_env.limits import MAX_CANVAS, MAX_FILE_BYTES, MAX_SKETCH_POINTS, check_bound, check_file_size
 from sketch_env.sketch import Sketch
 from sketch_env.svg_path import PathSyntaxError, parse_path, sample_path
@@ -94,7 +94,7 @@ def read_sketchy_svg(path: str | Path, curve_step: float = 16.0, max_points: int
         try:
             extent = max((abs(v) for sub in parse_path(d) for _kind, seg in sub for v in seg), default=0.0)
             if not extent <= limit:
-                raise ValueError(
+                raise ArgumentError(
                     f"a coordinate ({extent:g}) is far outside the {width:g} x {height:g} canvas"
                 )
             strokes.extend(sample_path(d, curve_step, max_points - sum(len(s) for s in strokes)))
@@ -132,7 +132,7 @@ class SketchyDataset(SketchDataset):
     def __init__(self, root: str | Path, scheme: str | None = None, curve_step: float = 16.0) -> None:
         super().__init__(scheme)
         if not curve_step > 0:
-            raise ValueError(f"curve_step must be positive, got {curve_step}")
+            raise ArgumentError(f"curve_step must be positive, got {curve_step}")
         self.root = Path(root)
         self.curve_step = float(curve_step)
         self.sketch_dir = self.root / "sketches"

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from sketch_env.datasets.base import PhotoRecord, SketchDataset, SketchRecord, stable_fraction
+from sketch_env.errors import ArgumentError
 from sketch_env.sketch import Sketch
 
 __all__ = ["SyntheticDataset"]
@@ -59,7 +60,7 @@ class SyntheticDataset(SketchDataset):
                  seed: int = 0) -> None:
         super().__init__(scheme)
         if n_instances < 4:
-            raise ValueError(f"n_instances must be >= 4, got {n_instances}")
+            raise ArgumentError(f"n_instances must be >= 4, got {n_instances}")
         self.n_instances = n_instances
         self.sketches_per_instance = sketches_per_instance
         self.seed = seed

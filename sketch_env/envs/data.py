@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from sketch_env.errors import ArgumentError
+
 __all__ = ["RetrievalData", "DataBackedEnv", "ENV_SPLITS"]
 
 ENV_SPLITS = ("train", "val", "test")
@@ -64,32 +66,32 @@ class RetrievalData:
     def __post_init__(self) -> None:
         f = self.sketch_features
         if f.ndim != 3 or f.dtype != np.float32:
-            raise ValueError(f"sketch_features must be float32 (m, S, F), got {f.dtype} {f.shape}")
+            raise ArgumentError(f"sketch_features must be float32 (m, S, F), got {f.dtype} {f.shape}")
         g = self.gallery
         if g.ndim != 2 or g.shape[0] < 1:
-            raise ValueError(f"gallery must have shape (P, d) with P >= 1, got {g.shape}")
+            raise ArgumentError(f"gallery must have shape (P, d) with P >= 1, got {g.shape}")
         if not np.isfinite(g).all():
-            raise ValueError("gallery contains NaN or inf")
+            raise ArgumentError("gallery contains NaN or inf")
         norms = np.linalg.norm(g.astype(np.float64), axis=1)
         if np.abs(norms - 1.0).max() > 1e-3:
-            raise ValueError(
+            raise ArgumentError(
                 f"gallery rows must be L2-normalised; their norms range {norms.min():.4g}..{norms.max():.4g}"
             )
         rows = np.arange(len(f)) if self.sketch_rows is None else np.asarray(self.sketch_rows, dtype=np.int64)
         if rows.ndim != 1 or len(rows) == 0:
-            raise ValueError(f"no sketches: {self.description}")
+            raise ArgumentError(f"no sketches: {self.description}")
         if rows.min() < 0 or rows.max() >= len(f):
-            raise ValueError(f"sketch_rows must index the {len(f)} feature rows")
+            raise ArgumentError(f"sketch_rows must index the {len(f)} feature rows")
         idx = np.asarray(self.photo_index, dtype=np.int64)
         if idx.shape != rows.shape:
-            raise ValueError(f"photo_index has shape {idx.shape}, expected ({len(rows)},): one photo per sketch")
+            raise ArgumentError(f"photo_index has shape {idx.shape}, expected ({len(rows)},): one photo per sketch")
         if idx.min() < 0 or idx.max() >= len(g):
-            raise ValueError(f"photo_index must lie in [0, {len(g)}), got [{idx.min()}, {idx.max()}]")
+            raise ArgumentError(f"photo_index must lie in [0, {len(g)}), got [{idx.min()}, {idx.max()}]")
         self.photo_index = idx
         if self.queries is not None:
             q = self.queries
             if q.shape != (*f.shape[:2], g.shape[1]) or q.dtype != np.float32:
-                raise ValueError(f"queries must be float32 {(*f.shape[:2], g.shape[1])}, got {q.dtype} {q.shape}")
+                raise ArgumentError(f"queries must be float32 {(*f.shape[:2], g.shape[1])}, got {q.dtype} {q.shape}")
 
     @classmethod
     def from_arrays(
@@ -117,12 +119,12 @@ class RetrievalData:
         if isinstance(data, RetrievalData):
             return data
         if data is None:
-            raise TypeError(
+            raise ArgumentError(
                 f"{env} runs on data=RetrievalData (RetrievalData.from_arrays(...), or {env}.from_arrays); to make it "
                 "from names (dataset, backend, split, ...), use gym.make('SketchEnv/OnTheFly-v0', dataset=..., ...), "
                 "which provisions the data (embeddings.provision)"
             )
-        raise TypeError(f"data must be a RetrievalData, got {type(data).__name__}")
+        raise ArgumentError(f"data must be a RetrievalData, got {type(data).__name__}")
 
     # -- pickling: data loaded from a feature store pickle as their loader and its arguments -------------
     def __getstate__(self) -> dict[str, Any]:
@@ -172,7 +174,7 @@ class RetrievalData:
             for lo in range(0, len(rows), 256):
                 chunk = np.asarray(self.sketch_features[rows[lo : lo + 256]])
                 if not np.isfinite(chunk).all():
-                    raise ValueError(f"sketch features contain NaN or inf ({self.description})")
+                    raise ArgumentError(f"sketch features contain NaN or inf ({self.description})")
                 top = max(top, float(np.abs(chunk).max(initial=0.0)))
             self._max_abs = top
         return self._max_abs

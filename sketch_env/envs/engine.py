@@ -26,6 +26,7 @@ from gymnasium import spaces
 from sketch_env import metrics
 from sketch_env.envs import kendall, rewards, step
 from sketch_env.envs.data import RetrievalData
+from sketch_env.errors import ArgumentError
 
 __all__ = ["EnvOptions", "OPTION_NAMES", "make_options", "RetrievalEngine", "make_spaces", "ACTION_MODES", "ORDERS",
            "is_real", "is_count", "as_actions"]
@@ -53,24 +54,24 @@ class EnvOptions:
 
     def __post_init__(self) -> None:
         if self.action not in ACTION_MODES:
-            raise ValueError(f"action must be one of {ACTION_MODES}, got {self.action!r}")
+            raise ArgumentError(f"action must be one of {ACTION_MODES}, got {self.action!r}")
         if self.reward not in rewards.REWARD_SCHEMES:
-            raise ValueError(f"unknown reward {self.reward!r}; choose one of {', '.join(rewards.REWARD_SCHEMES)}")
+            raise ArgumentError(f"unknown reward {self.reward!r}; choose one of {', '.join(rewards.REWARD_SCHEMES)}")
         if self.order not in ORDERS:
-            raise ValueError(f"order must be one of {ORDERS}, got {self.order!r}")
+            raise ArgumentError(f"order must be one of {ORDERS}, got {self.order!r}")
         # bounded so that no reward can overflow: |reward| <= scale * (|gamma1| * rank_max + |gamma2|)
         for name, low, high in (("gamma1", -1e6, 1e6), ("gamma2", -1e6, 1e6), ("reward_scale", 1e-12, 1e6),
                                 ("obs_bound", 1e-12, 1e12), ("action_bound", 1e-12, 1e12)):
             value = getattr(self, name)
             if not is_real(value) or not low <= value <= high:
-                raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+                raise ArgumentError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
         if not is_count(self.topk):
-            raise ValueError(f"topk must be a positive integer, got {self.topk!r}")
+            raise ArgumentError(f"topk must be a positive integer, got {self.topk!r}")
         for name in ("kendall", "observe_progress"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+                raise ArgumentError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if rewards.needs_kendall(self.reward) and not self.kendall:
-            raise ValueError("reward='paper' needs the Kendall-tau distance: kendall=False is not possible with it")
+            raise ArgumentError("reward='paper' needs the Kendall-tau distance: kendall=False is not possible with it")
 
 
 def is_real(value: Any) -> bool:
@@ -89,12 +90,12 @@ def as_actions(actions: Any, shape: tuple[int, ...], finite: bool = True, name: 
     action is a ValueError naming them ``name`` (a cast would silently drop an imaginary part)."""
     a = np.asarray(actions)
     if a.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be real numbers, got dtype {a.dtype}")
+        raise ArgumentError(f"{name} must be real numbers, got dtype {a.dtype}")
     a = a.astype(np.float32, copy=False)
     if a.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+        raise ArgumentError(f"{name} must have shape {shape}, got {a.shape}")
     if finite and not np.isfinite(a).all():
-        raise ValueError(f"{name} must be finite, and NaN or inf values were given")
+        raise ArgumentError(f"{name} must be finite, and NaN or inf values were given")
     return a
 
 
@@ -107,7 +108,7 @@ def make_options(kwargs: dict[str, Any], env: str) -> EnvOptions:
     options (the data arguments belong to ``gym.make``, which provisions the data)."""
     unknown = set(kwargs) - set(OPTION_NAMES)
     if unknown:
-        raise TypeError(
+        raise ArgumentError(
             f"unknown argument(s) {sorted(unknown)} for the {env} built from data=...; it takes "
             f"{', '.join(OPTION_NAMES)}. Data arguments (dataset, backend, split, ...) go to gym.make, which "
             "provisions the data"
@@ -127,12 +128,12 @@ def make_spaces(data: RetrievalData, options: EnvOptions) -> tuple[spaces.Box, s
     """``(observation_space, action_space)`` of one env; checks the features lie within ``obs_bound``."""
     top = data.max_abs_feature()
     if top > options.obs_bound:
-        raise ValueError(
+        raise ArgumentError(
             f"sketch features reach |f| = {top:.4g}, beyond obs_bound={options.obs_bound:g}: "
             f"pass a larger obs_bound (e.g. obs_bound={2 ** math.ceil(math.log2(top)):g})"
         )
     if options.action == "residual" and data.queries is None:
-        raise ValueError("action='residual' needs the backend's own queries, and these data have none")
+        raise ArgumentError("action='residual' needs the backend's own queries, and these data have none")
     f = data.feature_dim
     low = np.full(f + options.observe_progress, -options.obs_bound, dtype=np.float32)
     high = np.full(f + options.observe_progress, options.obs_bound, dtype=np.float32)
@@ -166,9 +167,9 @@ class RetrievalEngine:
         kernel: str = "auto",
     ) -> None:
         if compute not in COMPUTES:
-            raise ValueError(f"compute must be one of {COMPUTES}, got {compute!r}")
+            raise ArgumentError(f"compute must be one of {COMPUTES}, got {compute!r}")
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+            raise ArgumentError(f"num_envs must be a positive integer, got {num_envs!r}")
         self.data = data
         self.num_envs = n = int(num_envs)
         self.options = options
@@ -193,7 +194,7 @@ class RetrievalEngine:
             self.order = torch.zeros((n, p), dtype=torch.int64, device=self.device)
         else:
             if device != "cpu":
-                raise ValueError(f"compute='numpy' runs on the CPU; device={device!r} needs compute='torch'")
+                raise ArgumentError(f"compute='numpy' runs on the CPU; device={device!r} needs compute='torch'")
             self.device = "cpu"
             self.order = np.zeros((n, p), dtype=np.int32)
             if self.kernel.startswith("numba"):  # load (or compile) the kernels now, not mid-episode
@@ -208,7 +209,7 @@ class RetrievalEngine:
         ids = np.asarray(ids, dtype=np.int64)
         sketches = np.asarray(sketches, dtype=np.int64)
         if sketches.min(initial=0) < 0 or sketches.max(initial=0) >= self.data.num_sketches:
-            raise ValueError(f"sketch indices must lie in [0, {self.data.num_sketches}), got {sketches.tolist()}")
+            raise ArgumentError(f"sketch indices must lie in [0, {self.data.num_sketches}), got {sketches.tolist()}")
         self.sketch[ids] = sketches
         self.t[ids] = 0
         self.photo[ids] = self.data.photo_index[sketches]

@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from sketch_env.errors import ArgumentError
+
 __all__ = [
     "KERNELS",
     "resolve_kernel",
@@ -77,9 +79,9 @@ def numba_available() -> bool:
 def _check_distances(distances: np.ndarray) -> np.ndarray:
     d = np.asarray(distances, dtype=np.float32)
     if d.ndim != 2:
-        raise ValueError(f"distances must have shape (N, P), got {d.shape}")
+        raise ArgumentError(f"distances must have shape (N, P), got {d.shape}")
     if d.shape[1] >= 2**32:
-        raise ValueError(f"galleries of at most 2**32 photos, got {d.shape[1]}")
+        raise ArgumentError(f"galleries of at most 2**32 photos, got {d.shape[1]}")
     return d
 
 
@@ -116,7 +118,7 @@ def count_inversions(s: np.ndarray) -> np.ndarray:
     ``(N,)``. Pure NumPy merge levels (module docstring)."""
     s = np.asarray(s)
     if s.ndim != 2:
-        raise ValueError(f"s must have shape (N, P), got {s.shape}")
+        raise ArgumentError(f"s must have shape (N, P), got {s.shape}")
     n, p = s.shape
     total = np.zeros(n, dtype=np.int64)
     if p < 2:
@@ -185,7 +187,7 @@ def resolve_kernel(kernel: str) -> str:
     than one thread, ``"numba"`` when it may use one, else ``"numpy"``); a clear error if unknown or if it
     needs numba and numba is missing."""
     if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        raise ArgumentError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     if kernel == "auto":
         if not numba_available():
             return "numpy"
@@ -204,7 +206,7 @@ def discordant_pairs(order_a: np.ndarray, order_b: np.ndarray, kernel: str = "au
     order_a = np.asarray(order_a)
     order_b = np.asarray(order_b)
     if order_a.shape != order_b.shape or order_a.ndim != 2:
-        raise ValueError(f"orders must have the same shape (N, P), got {order_a.shape} and {order_b.shape}")
+        raise ArgumentError(f"orders must have the same shape (N, P), got {order_a.shape} and {order_b.shape}")
     kernel = resolve_kernel(kernel)
     if kernel == "numpy":
         s = np.take_along_axis(ranking_positions(order_b), order_a.astype(np.intp, copy=False), axis=1)
@@ -226,7 +228,7 @@ def ranking_and_discordant(
     count = np.asarray(count, dtype=bool)
     prev = np.asarray(prev_order)
     if prev.shape != d.shape or count.shape != d.shape[:1]:
-        raise ValueError(f"prev_order {prev.shape} and count {count.shape} do not match distances {d.shape}")
+        raise ArgumentError(f"prev_order {prev.shape} and count {count.shape} do not match distances {d.shape}")
     kernel = resolve_kernel(kernel)
     if kernel == "numpy":
         order = ranking_order(d)
@@ -248,7 +250,7 @@ def kendall_tau_distance(d_a: np.ndarray, d_b: np.ndarray, kernel: str = "auto")
     a = np.asarray(d_a)
     b = np.asarray(d_b)
     if a.shape != b.shape:
-        raise ValueError(f"distance arrays differ in shape: {a.shape} and {b.shape}")
+        raise ArgumentError(f"distance arrays differ in shape: {a.shape} and {b.shape}")
     one = a.ndim == 1
     a2, b2 = (a[None], b[None]) if one else (a, b)
     p = a2.shape[1]

@@ -10,6 +10,7 @@ import numpy as np
 from sketch_env.envs import step
 from sketch_env.envs.data import DataBackedEnv, RetrievalData
 from sketch_env.envs.engine import OPTION_NAMES, RetrievalEngine, as_actions, make_options, make_spaces
+from sketch_env.errors import ArgumentError
 
 __all__ = ["OnTheFlyRetrievalEnv"]
 
@@ -130,9 +131,10 @@ class OnTheFlyRetrievalEnv(DataBackedEnv, gym.Env):
         self.data = RetrievalData.check(data, "OnTheFlyRetrievalEnv")
         self.options = make_options(options, "retrieval env")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+            raise ArgumentError(f"render_mode must be None or one of {self.metadata['render_modes']}, "
+                                f"got {render_mode!r}")
         if render_mode == "rgb_array" and not self.data.can_render:
-            raise ValueError(
+            raise ArgumentError(
                 "render_mode='rgb_array' needs the dataset's sketches and photos; data made from arrays have none"
             )
         self.render_mode = render_mode

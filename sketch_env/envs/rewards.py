@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from sketch_env.errors import ArgumentError
+
 __all__ = [
     "REWARD_SCHEMES",
     "needs_kendall",
@@ -57,7 +59,7 @@ _TOP_K = {"top1": 1, "top5": 5, "top10": 10}
 
 def _check_scheme(scheme: str) -> None:
     if scheme not in REWARD_SCHEMES:
-        raise ValueError(f"unknown reward scheme {scheme!r}; choose one of {', '.join(REWARD_SCHEMES)}")
+        raise ArgumentError(f"unknown reward scheme {scheme!r}; choose one of {', '.join(REWARD_SCHEMES)}")
 
 
 def needs_kendall(scheme: str) -> bool:
@@ -115,7 +117,7 @@ def step_reward(
     if scheme != "paper":
         return scale * local, local, local * 0.0
     if tau is None or tau_before is None:
-        raise ValueError("the 'paper' reward needs the Kendall-tau distances tau and tau_before")
+        raise ArgumentError("the 'paper' reward needs the Kendall-tau distances tau and tau_before")
     glob = kendall_term(tau, tau_before)
     return scale * (gamma1 * local + gamma2 * glob), local, glob
 
@@ -126,6 +128,6 @@ def paper_return(ranks: np.ndarray, taus: np.ndarray, gamma1: float = 1.0, gamma
     r = np.asarray(ranks, dtype=np.float64)
     tau = np.asarray(taus, dtype=np.float64)
     if tau.shape != (max(len(r) - 1, 0),):
-        raise ValueError(f"{len(r)} ranks need {max(len(r) - 1, 0)} taus, got shape {tau.shape}")
+        raise ArgumentError(f"{len(r)} ranks need {max(len(r) - 1, 0)} taus, got shape {tau.shape}")
     g = -np.maximum(0.0, tau[1:] - tau[:-1])  # g_t for t = 2 .. S-1
     return float(gamma1 * np.sum(1.0 / r) + gamma2 * np.sum(g))

@@ -20,6 +20,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env import VecEnv
 
+from sketch_env.errors import ArgumentError
+
 __all__ = ["SB3VecEnv"]
 
 
@@ -45,7 +47,7 @@ class SB3VecEnv(VecEnv):
     def __init__(self, vector_env: Any) -> None:
         mode = vector_env.metadata.get("autoreset_mode")
         if mode != AutoresetMode.SAME_STEP:
-            raise ValueError(
+            raise ArgumentError(
                 f"SB3VecEnv needs a vector env with autoreset_mode SAME_STEP, got {mode}; "
                 "make it with autoreset_mode='same_step'"
             )

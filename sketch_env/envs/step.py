@@ -29,6 +29,7 @@ import numpy as np
 
 from sketch_env import metrics
 from sketch_env.envs import kendall, rewards
+from sketch_env.errors import ArgumentError
 
 __all__ = ["StepResult", "prepare_gallery", "queries_from_actions", "distances", "true_ranks",
            "ranking_and_tau", "retrieval_step", "choose_sketch"]
@@ -157,7 +158,7 @@ def choose_sketch(options: dict[str, Any] | None, num_sketches: int, order: str,
     if options and options.get("sketch_index") is not None:
         i = options["sketch_index"]
         if not isinstance(i, (int, np.integer)) or isinstance(i, (bool, np.bool_)) or not 0 <= i < num_sketches:
-            raise ValueError(f"options['sketch_index'] must be an int in [0, {num_sketches}), got {i!r}")
+            raise ArgumentError(f"options['sketch_index'] must be an int in [0, {num_sketches}), got {i!r}")
         return int(i)
     if order == "sequential":
         return episodes % num_sketches

@@ -56,6 +56,7 @@ from pettingzoo import ParallelEnv
 from sketch_env.envs import kendall, rewards, step
 from sketch_env.envs.data import RetrievalData
 from sketch_env.envs.engine import ACTION_MODES, ORDERS, as_actions, is_count
+from sketch_env.errors import ArgumentError
 from sketch_env.render import render_sketch
 from sketch_env.sketch import Sketch
 
@@ -111,21 +112,21 @@ class StrokeOrderParallelEnv(ParallelEnv):
                  action_bound: float = 1.0, obs_bound: float = 1000.0, kernel: str = "auto",
                  render_mode: str | None = None) -> None:
         if render_mode is not None:
-            raise ValueError("the stroke-order env has no render modes (render_mode must be None)")
+            raise ArgumentError("the stroke-order env has no render modes (render_mode must be None)")
         if action not in ACTION_MODES:
-            raise ValueError(f"action must be one of {ACTION_MODES}, got {action!r}")
+            raise ArgumentError(f"action must be one of {ACTION_MODES}, got {action!r}")
         if order not in ORDERS:
-            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+            raise ArgumentError(f"order must be one of {ORDERS}, got {order!r}")
         rewards.local_reward(reward, np.ones(1))  # validates the scheme name
         if cache_size < 1:
-            raise ValueError(f"cache_size must be >= 1, got {cache_size}")
+            raise ArgumentError(f"cache_size must be >= 1, got {cache_size}")
         self.data = RetrievalData.check(data, "StrokeOrderParallelEnv")
         if self.data.sketch_records is None or self.data.backend is None:
-            raise ValueError("the stroke-order env needs a dataset's records and its backend (data provisioned by "
+            raise ArgumentError("the stroke-order env needs a dataset's records and its backend (data provisioned by "
                              "stroke_order_v0.parallel_env(dataset=..., backend=...)), not arrays")
         self.backend = self.data.backend
         if self.backend.per_step:
-            raise ValueError(f"backend {self.backend.name!r} has one model per step of a schedule; the stroke-order "
+            raise ArgumentError(f"backend {self.backend.name!r} has one model per step of a schedule; the stroke-order "
                              "env draws arbitrary stroke subsets: use a backend with one sketch model")
         self.render_config = self.backend.render_config
         self.sketches: list[Sketch] = [r.sketch for r in self.data.sketch_records]
@@ -135,7 +136,7 @@ class StrokeOrderParallelEnv(ParallelEnv):
         most = max(r.sketch.num_strokes for split in ("train", "test") for r in ds.sketches(split))
         self.max_strokes = int(max_strokes or most)
         if self.max_strokes < 1:
-            raise ValueError(f"max_strokes must be >= 1, got {max_strokes}")
+            raise ArgumentError(f"max_strokes must be >= 1, got {max_strokes}")
         self.reward_scheme = reward
         self.gamma1, self.gamma2, self.reward_scale = float(gamma1), float(gamma2), float(reward_scale)
         self.action_mode = action
@@ -261,7 +262,7 @@ class StrokeOrderParallelEnv(ParallelEnv):
         sketch = self.sketches[self._sketch]
         if sketch.num_strokes > self.max_strokes:
             src = self.data.sketch_records[self._sketch].source
-            raise ValueError(f"sketch {self._sketch} ({src}) has {sketch.num_strokes} strokes, more than "
+            raise ArgumentError(f"sketch {self._sketch} ({src}) has {sketch.num_strokes} strokes, more than "
                              f"max_strokes={self.max_strokes}")
         self._photo = int(self.data.photo_index[self._sketch])
         self._drawn = np.zeros(sketch.num_strokes, dtype=bool)
@@ -287,12 +288,12 @@ class StrokeOrderParallelEnv(ParallelEnv):
             j = j.reshape(()).item()
         n = len(self._drawn)
         if not is_count(j, 0) or not j < self.max_strokes:
-            raise ValueError(f"sketcher action must be an int in [0, {self.max_strokes}), got {j!r}")
+            raise ArgumentError(f"sketcher action must be an int in [0, {self.max_strokes}), got {j!r}")
         if j >= n:
-            raise ValueError(f"sketcher chose stroke {j}, but sketch {self._sketch} has only {n} strokes "
+            raise ArgumentError(f"sketcher chose stroke {j}, but sketch {self._sketch} has only {n} strokes "
                              f"(use the action_mask)")
         if self._drawn[j]:
-            raise ValueError(f"sketcher chose stroke {j} of sketch {self._sketch}, which is already drawn "
+            raise ArgumentError(f"sketcher chose stroke {j} of sketch {self._sketch}, which is already drawn "
                              f"(use the action_mask)")
         return int(j)
 
@@ -314,7 +315,7 @@ class StrokeOrderParallelEnv(ParallelEnv):
             raise RuntimeError("step() after the episode ended: call reset() first")
         missing = [a for a in self.agents if a not in actions]
         if missing:
-            raise ValueError(f"step() needs an action for every live agent; missing {missing}")
+            raise ArgumentError(f"step() needs an action for every live agent; missing {missing}")
         canvas_strokes = int(self._drawn.sum())
         info: dict[str, Any] = {"canvas_strokes": canvas_strokes, "sketch_index": self._sketch,
                                 "photo_index": self._photo}

@@ -11,6 +11,7 @@ from gymnasium.vector.utils import batch_space
 
 from sketch_env.envs.data import DataBackedEnv, RetrievalData
 from sketch_env.envs.engine import OPTION_NAMES, RetrievalEngine, as_actions, make_options, make_spaces
+from sketch_env.errors import ArgumentError
 
 __all__ = ["OnTheFlyRetrievalVectorEnv"]
 
@@ -64,9 +65,9 @@ class OnTheFlyRetrievalVectorEnv(DataBackedEnv, VectorEnv):
     ) -> None:
         mode = autoreset_mode.value if isinstance(autoreset_mode, AutoresetMode) else autoreset_mode
         if mode not in _MODES:
-            raise ValueError(f"autoreset_mode must be 'same_step' or 'next_step', got {autoreset_mode!r}")
+            raise ArgumentError(f"autoreset_mode must be 'same_step' or 'next_step', got {autoreset_mode!r}")
         if render_mode is not None:
-            raise ValueError("the batched env does not render; make a single env (gym.make) with render_mode")
+            raise ArgumentError("the batched env does not render; make a single env (gym.make) with render_mode")
         self.data = RetrievalData.check(data, "OnTheFlyRetrievalVectorEnv")
         self.options = make_options(kwargs, "batched retrieval env")
         self.num_envs = int(num_envs)
@@ -120,12 +121,12 @@ class OnTheFlyRetrievalVectorEnv(DataBackedEnv, VectorEnv):
         else:
             seeds = list(seed)
             if len(seeds) != n:
-                raise ValueError(f"a list of seeds needs one per env ({n}), got {len(seeds)}")
+                raise ArgumentError(f"a list of seeds needs one per env ({n}), got {len(seeds)}")
         mask = np.ones(n, dtype=bool)
         if "reset_mask" in options:
             mask = np.asarray(options.pop("reset_mask"))
             if mask.shape != (n,) or mask.dtype != np.bool_ or not mask.any():
-                raise ValueError(f"options['reset_mask'] must be a bool array of shape ({n},) with a True")
+                raise ArgumentError(f"options['reset_mask'] must be a bool array of shape ({n},) with a True")
         ids = np.flatnonzero(mask)
         for i in ids:
             if seeds[i] is not None:
