@@ -98,8 +98,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                             "linear policy runs faster there), auto with --trainer fast")
     train.add_argument("--env-device", default="cpu", help="where the vector env computes: cpu | cuda")
     train.add_argument("--eval-every", type=int, default=100_000, help="env steps between validation evaluations")
-    train.add_argument("--out", default=None, help="run folder (default runs/agents/<env>/<algo>-s<seed>; fast: "
-                       "runs/agents-fast/<env>/<algo>-s<seed>; with several --seeds, the folder holding them)")
+    train.add_argument("--out", default=None, help="run folder (default <data>/agents/<env>/<algo>-s<seed>; fast: "
+                       "<data>/agents-fast/<env>/<algo>-s<seed>; with several --seeds, the folder holding them; "
+                       "<data> = $SKETCH_ENV_DATA or the per-user data folder)")
     train.set_defaults(func=_cmd_train, configs=_train_configs)
 
     ev = sub.add_parser("evaluate", help="m@A, m@B, A@q and curves of a trained agent on the test split")

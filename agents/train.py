@@ -32,7 +32,7 @@ from agents.config import check_rl_target, load_hyperparams
 from agents.envs import env_short_name, evaluate_agent_ranks, make_sb3_vec_env, policy_start
 from agents.io import load_agent, save_agent
 from agents.policy import LinearGaussianPolicy
-from sketch_env.cache import read_json, write_json
+from sketch_env.cache import data_dir, read_json, write_json
 from sketch_env.config import check_config
 from sketch_env.device import resolve_device
 from sketch_env.metrics import summarise
@@ -73,7 +73,7 @@ class RLTrainConfig:
     def output_dir(self) -> Path:
         if self.out:
             return Path(self.out)
-        return Path("runs") / "agents" / env_short_name(self.env_id) / f"{self.algo}-s{self.seed}"
+        return data_dir("agents") / env_short_name(self.env_id) / f"{self.algo}-s{self.seed}"
 
 
 class _TrainingMonitor(BaseCallback):

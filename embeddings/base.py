@@ -30,7 +30,6 @@ __all__ = [
     "register_backend",
     "backend_names",
     "training_command",
-    "first_use_training",
     "CHECKPOINT_FORMAT",
 ]
 
@@ -78,12 +77,6 @@ def training_command(name: str, dataset: str, scheme: str, root: str | None = No
     template = _TRAIN_COMMANDS.get(name.lower(), _DEFAULT_TRAIN_COMMAND)
     return template.format(name=name.lower(), dataset=dataset, scheme=scheme,
                            root=f" --root {root}" if root else "", flags=flags).strip()
-
-
-def first_use_training(name: str) -> bool:
-    """Whether backend ``name`` trains with ``sketch-env embed train`` alone (B3, meta and the zero-shot
-    backends need another trained checkpoint first)."""
-    return name.lower() not in _TRAIN_COMMANDS
 
 
 def backend_names() -> list[str]:

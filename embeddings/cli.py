@@ -20,7 +20,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default=None, help="data folder for datasets read from disk")
     p.add_argument("--scheme", default=None, help="split scheme (kanji: instance, category, style)")
     p.add_argument("--out", default=None,
-                   help="run folder (default runs/embeddings/<dataset>-<scheme>/<backend>-s<seed>)")
+                   help="run folder (default <data>/backends/<dataset>-<scheme>/<backend>-s<seed>, where names are "
+                        "looked up; <data> = $SKETCH_ENV_DATA or the per-user data folder)")
     p.add_argument("--epochs", type=int, default=defaults.epochs)
     p.add_argument("--minutes", type=float, default=None, help="wall-time budget of training")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
@@ -211,7 +212,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     meta.add_argument("--root", default=None, help="data folder for datasets read from disk")
     meta.add_argument("--scheme", default=md.scheme, help="category (unseen categories) or style (unseen style)")
     meta.add_argument("--out", default=None,
-                      help="run folder (default runs/embeddings/<dataset>-<scheme>/meta-s<seed>)")
+                      help="run folder (default <data>/backends/<dataset>-<scheme>/meta-s<seed>)")
     meta.add_argument("--init-from", default=None, help="a trained triplet backend.pt (e.g. B1 on the same split)")
     meta.add_argument("--minutes", type=float, default=md.minutes, help="wall-time budget")
     meta.add_argument("--outer-steps", type=int, default=md.outer_steps)

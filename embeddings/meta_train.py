@@ -72,7 +72,7 @@ class MetaTrainConfig:
     root: str | None = None
     scheme: str = "category"
     out: str | None = None
-    """run folder (default runs/embeddings/<dataset>-<scheme>/meta-s<seed>)"""
+    """run folder (default ``<data>/backends/<dataset>-<scheme>/meta-s<seed>``, :func:`sketch_env.cache.data_dir`)"""
     minutes: float | None = 5.0
     outer_steps: int = 3000
     meta_batch: int = 4
@@ -101,7 +101,9 @@ class MetaTrainConfig:
     def output_dir(self, scheme: str) -> Path:
         if self.out:
             return Path(self.out)
-        return Path("runs") / "embeddings" / f"{self.dataset}-{scheme}" / f"meta-s{self.seed}"
+        from embeddings.provision import user_backend_dir
+
+        return user_backend_dir("meta", self.dataset, scheme, self.seed)
 
 
 def train_meta(cfg: MetaTrainConfig, stop_after_steps: int | None = None) -> Path:

@@ -2,7 +2,7 @@
 
 The environments (:mod:`sketch_env.envs`) step arrays: a :class:`~sketch_env.envs.data.RetrievalData` of
 one split. This module makes one from names, which is what the registered ids and ``gym.make`` pass:
-:func:`load_retrieval_data` finds (or, if asked, trains) the backend checkpoint, opens its feature store
+:func:`load_retrieval_data` finds the backend checkpoint (it never trains one), opens its feature store
 (:func:`embeddings.store.open_backend_store`, built on first use with a progress bar), selects the split's
 sketches and photos and adds distractor photos; :func:`adapted_checkpoint` adapts a meta backend to a
 support set first. The registered ids' entry points are this module's factories
@@ -13,13 +13,16 @@ the data object while env specs stay JSON.
 Results are memoised per process, so the N single envs of a ``SyncVectorEnv`` load once.
 
 **Backend checkpoints.** ``backend`` is a path (a ``backend.pt`` or the run folder holding it) or a
-registry name (``ts``, ``b1``, ``b2``, ``b3``, ...) looked up, in order, in
+registry name (``ts``, ``b1``, ``b2``, ``b3``, ...) looked up, in order, as
 
-1. ``runs/embeddings/<dataset>-<scheme>/<backend>-s<seed>/backend.pt`` under the current directory, where
-   ``sketch-env embed train`` and ``sketch-env run`` write it;
-2. ``$SKETCH_ENV_CACHE/backends/<dataset>-<scheme>/<backend>-s<seed>[-<hash of train_options>]/``, where
-   ``train_if_missing`` trains it (used only once its ``history.json`` says training finished; an
-   interrupted training resumes from its ``last.pt``).
+1. the checkpoint the package ships (``embeddings/pretrained/<dataset>-<scheme>-<name>-s<seed>.pt``: the
+   kanji instance-split B1 and B2, and the synthetic B1 of the tests);
+2. the one ``sketch-env embed train`` writes by default, in the per-user data folder
+   (``<data>/backends/<dataset>-<scheme>/<name>-s<seed>/backend.pt``, :func:`sketch_env.cache.data_dir`),
+   once its training finished.
+
+Never relative to the working directory, and never trained on first use: a missing backend is an error that
+names the command training it.
 
 **Splits.** ``"train"`` and ``"val"`` come from the dataset's training split: ``"val"`` is the part the
 backend held out for validation (photos with ``stable_fraction(name, "val") < val_fraction``, the
@@ -32,26 +35,25 @@ photos of the dataset (the README's "all photos" gallery), so the true photo ind
 from __future__ import annotations
 
 import inspect
-import sys
 from collections import OrderedDict
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embeddings.base import backend_names, first_use_training, load_backend, training_command
-from sketch_env.cache import cache_dir, stable_hash
+from embeddings.base import backend_names, load_backend, training_command
+from sketch_env.cache import cache_dir, data_dir, stable_hash
 from sketch_env.datasets import NEEDS_ROOT, make_dataset
 from sketch_env.device import resolve_device
 from sketch_env.envs.data import ENV_SPLITS, RetrievalData
 from sketch_env.errors import ArgumentError
 
-__all__ = ["load_retrieval_data", "resolve_backend_checkpoint", "adapted_checkpoint", "DEFAULT_TRAIN",
+__all__ = ["load_retrieval_data", "resolve_backend_checkpoint", "adapted_checkpoint", "pretrained_checkpoint",
+           "user_backend_dir",
            "DATA_ARGUMENTS", "make_retrieval_env", "make_retrieval_vector_env", "make_stroke_order_env",
            "env_argument_names", "check_env_kwargs", "check_data_arguments"]
 
-#: training run used by ``train_if_missing`` when no ``train_options`` are given: what ``sketch-env run`` does
-DEFAULT_TRAIN: dict[str, Any] = {"minutes": 10.0, "epochs": 60}
 
 _MEMO: OrderedDict[tuple, RetrievalData] = OrderedDict()
 _MEMO_SIZE = 4
@@ -64,29 +66,25 @@ def _is_path(backend: str) -> bool:
     return backend.lower() not in backend_names() or Path(backend).exists()
 
 
-def _train_flags(train: dict[str, Any]) -> str:
-    flags = []
-    for key in ("minutes", "epochs", "seed"):
-        if train.get(key) is not None:
-            flags.append(f"--{key} {train[key]:g}" if isinstance(train[key], float) else f"--{key} {train[key]}")
-    return " ".join(flags)
+def pretrained_checkpoint(name: str, dataset: str, scheme: str, seed: int = 0) -> Path:
+    """Where the package would ship backend ``name`` trained on ``dataset`` / ``scheme`` with ``seed``
+    (``embeddings/pretrained/<dataset>-<scheme>-<name>-s<seed>.pt``; the model cards beside them)."""
+    return Path(str(resources.files("embeddings").joinpath("pretrained"))) / f"{dataset}-{scheme}-{name}-s{seed}.pt"
 
 
-def resolve_backend_checkpoint(
-    backend: str,
-    dataset: str,
-    scheme: str,
-    root: str | None = None,
-    seed: int = 0,
-    train_if_missing: bool = False,
-    train_options: dict[str, Any] | None = None,
-    device: str = "auto",
-    progress: bool = True,
-) -> Path:
-    """The ``backend.pt`` to use (module docstring), training it first if missing and ``train_if_missing``.
+def user_backend_dir(name: str, dataset: str, scheme: str, seed: int = 0) -> Path:
+    """The run folder ``sketch-env embed train`` writes backend ``name`` to by default, in the per-user data
+    folder (:func:`sketch_env.cache.data_dir`): ``backends/<dataset>-<scheme>/<name>-s<seed>``."""
+    return data_dir("backends") / f"{dataset}-{scheme}" / f"{name}-s{seed}"
 
-    ``train_options`` are :class:`embeddings.train.TrainConfig` fields (``minutes``, ``epochs``,
-    ``backend_options``, ...) for that training; default :data:`DEFAULT_TRAIN`.
+
+def resolve_backend_checkpoint(backend: str, dataset: str, scheme: str, root: str | None = None, seed: int = 0) -> Path:
+    """The ``backend.pt`` a backend argument means (module docstring); nothing is ever trained here.
+
+    A path (a ``backend.pt`` or its run folder) is that file. A registry name resolves to the checkpoint
+    the package ships for ``dataset`` / ``scheme`` / ``seed``, else to the run folder ``sketch-env embed
+    train`` writes by default (:func:`user_backend_dir`, once its training finished). Missing, it is a
+    FileNotFoundError naming the command that trains it.
     """
     if _is_path(backend):
         path = Path(backend)
@@ -98,57 +96,20 @@ def resolve_backend_checkpoint(
                 "`sketch-env embed train`"
             )
         return path
-
-    from embeddings.train import TrainConfig
-
     name = backend.lower()
-    train = dict(DEFAULT_TRAIN if train_options is None else train_options)
-    train["seed"] = seed
-    folder = f"{name}-s{seed}" if train_options is None else f"{name}-s{seed}-{stable_hash(train_options, 8)}"
-    cached = cache_dir("backends") / f"{dataset}-{scheme}" / folder / "backend.pt"
-    runs = TrainConfig(backend=name, dataset=dataset, seed=seed).output_dir(scheme) / "backend.pt"
-    if train_options is None and runs.is_file():
-        if not (runs.parent / "history.json").is_file():
-            print(f"sketch_env: note: {runs} is from a training run that has not finished", file=sys.stderr)
-        return runs
-    if cached.is_file() and (cached.parent / "history.json").is_file():
-        return cached
-    command = training_command(name, dataset, scheme, root, _train_flags(train))
-    looked = f"./{runs} or {cached}" if train_options is None else str(cached)
-    if not train_if_missing:
-        raise FileNotFoundError(
-            f"no trained {name!r} backend for dataset {dataset!r} (scheme {scheme!r}) at {looked}. Train one with\n"
-            f"    {command}\n"
-            f"or pass train_if_missing=True to train it into {cached.parent} on first use, or backend=PATH "
-            "to a backend.pt."
-        )
-    if not first_use_training(name):
-        raise ArgumentError(f"the {name!r} backend is not trained on first use: train it with `{command}` "
-                         f"and pass backend=PATH to its backend.pt")
-    from embeddings.train import train_backend
-
-    budget = f"{train['minutes']:g} minutes" if train.get("minutes") else f"{train.get('epochs', 30)} epochs"
-    verb = "resuming the interrupted training of" if (cached.parent / "last.pt").is_file() else "training"
-    print(
-        f"sketch_env: no trained {name!r} backend for {dataset!r} at {looked}; {verb} it now "
-        f"({budget} at most, device {train.get('device', device)}, resumable if interrupted) into {cached.parent}. "
-        f"The same by hand: {command}. Then the split's features are computed once and cached.",
-        file=sys.stderr,
-        flush=True,
+    shipped = pretrained_checkpoint(name, dataset, scheme, seed)
+    if shipped.is_file():
+        return shipped
+    trained = user_backend_dir(name, dataset, scheme, seed) / "backend.pt"
+    if trained.is_file() and (trained.parent / "history.json").is_file():
+        return trained
+    unfinished = " (a training there has not finished: run the command again to resume it)" if trained.is_file() else ""
+    command = training_command(name, dataset, scheme, root, f"--seed {seed}" if seed else "")
+    raise FileNotFoundError(
+        f"no trained {name!r} backend for dataset {dataset!r} (scheme {scheme!r}, seed {seed}): the package ships "
+        f"none, and there is none at {trained}{unfinished}. Train it with `{command}`, which writes it there, "
+        "or pass backend=PATH to a backend.pt"
     )
-    cfg = TrainConfig(
-        **{
-            "backend": name,
-            "dataset": dataset,
-            "root": root,
-            "scheme": scheme,
-            "device": device,
-            "progress": progress,
-            **train,
-            "out": str(cached.parent),
-        }
-    )
-    return train_backend(cfg)
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -173,8 +134,8 @@ MAX_STEPS = 1000
 
 
 def check_data_arguments(split: Any = "train", steps: Any = 20, schedule: Any = "points", val_fraction: Any = None,
-                         backend_seed: Any = 0, distractors: Any = False, train_if_missing: Any = False,
-                         progress: Any = True, **names: Any) -> None:
+                         backend_seed: Any = 0, distractors: Any = False, progress: Any = True,
+                         **names: Any) -> None:
     """Types and ranges of the data arguments (:func:`load_retrieval_data`'s), before any work starts; the
     naming ones (``dataset``, ``backend``, ``data_root``, ...) are checked where they are resolved."""
     from sketch_env.envs.engine import is_count, is_real
@@ -190,8 +151,7 @@ def check_data_arguments(split: Any = "train", steps: Any = 20, schedule: Any = 
         raise ArgumentError(f"val_fraction must be None or a number in (0, 1), got {val_fraction!r}")
     if not is_count(backend_seed, 0):
         raise ArgumentError(f"backend_seed must be an integer >= 0, got {backend_seed!r}")
-    for name, value in (("distractors", distractors), ("train_if_missing", train_if_missing),
-                        ("progress", progress)):
+    for name, value in (("distractors", distractors), ("progress", progress)):
         if not isinstance(value, (bool, np.bool_)):
             raise ArgumentError(f"{name} must be True or False, got {value!r}")
 
@@ -207,8 +167,6 @@ def load_retrieval_data(
     distractors: bool = False,
     val_fraction: float | None = None,
     backend_seed: int = 0,
-    train_if_missing: bool = False,
-    train_options: dict[str, Any] | None = None,
     backend_device: str = "auto",
     progress: bool = True,
     adapt: dict[str, Any] | None = None,
@@ -224,8 +182,7 @@ def load_retrieval_data(
 
     Memoised per process on the arguments and the checkpoint file's size and modification time.
     """
-    check_data_arguments(split, steps, schedule, val_fraction, backend_seed, distractors, train_if_missing,
-                         progress)
+    check_data_arguments(split, steps, schedule, val_fraction, backend_seed, distractors, progress)
     backend = str(backend)
     if dataset is None and not _is_path(backend):
         dataset = "kanji"
@@ -246,8 +203,6 @@ def load_retrieval_data(
         distractors=bool(distractors),
         val_fraction=val_fraction,
         backend_seed=int(backend_seed),
-        train_if_missing=bool(train_if_missing),
-        train_options=train_options,
         backend_device=backend_device,
         progress=progress,
         adapt=None if adapt is None else dict(adapt),
@@ -257,10 +212,7 @@ def load_retrieval_data(
         checkpoint = resolve_backend_checkpoint(backend, "", "")
     else:
         ds = make_dataset(dataset, root=data_root, **({"scheme": scheme} if scheme else {}))
-        checkpoint = resolve_backend_checkpoint(
-            backend, ds.name, ds.scheme, root=data_root, seed=backend_seed, train_if_missing=train_if_missing,
-            train_options=train_options, device=backend_device, progress=progress,
-        )
+        checkpoint = resolve_backend_checkpoint(backend, ds.name, ds.scheme, root=data_root, seed=backend_seed)
         dataset, scheme = ds.name, ds.scheme
     if adapt is not None:
         checkpoint = adapted_checkpoint(checkpoint, adapt, dataset=dataset, data_root=kwargs["data_root"],
@@ -390,7 +342,7 @@ def adapted_checkpoint(checkpoint: str | Path, adapt: dict[str, Any], dataset: s
 
 # --------------------------------------------------------------------------------- env factories
 
-#: data arguments that start work (training a backend); a file may not ask for them
+#: arguments that would start work (training a backend), which older versions took; a file may not ask for them
 _WORK_ARGUMENTS = ("train_if_missing", "train_options")
 
 
@@ -417,22 +369,21 @@ def _plain(value: Any, depth: int = 0) -> bool:
 
 
 def check_env_kwargs(kwargs: Any, from_file: bool = False) -> dict[str, Any]:
-    """``kwargs`` if they are keyword arguments a retrieval env id takes, as plain JSON values; else a
-    ValueError naming the offending ones. ``from_file``: they were read from a file someone else may have
-    made (an agent zip, a run folder), so arguments that start work (training a backend) are refused too."""
+    """``kwargs`` if they are keyword arguments a retrieval env id takes, as plain JSON values; else an
+    :class:`ArgumentError` naming the offending ones (arguments that would start work, such as training a
+    backend, first). ``from_file``: they were read from a file someone else may have made (an agent zip)."""
     if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
         raise ArgumentError(f"env arguments must be a mapping of names, got {type(kwargs).__name__}")
+    work = sorted(set(kwargs) & set(_WORK_ARGUMENTS))
+    if work:
+        raise ArgumentError(f"env argument(s) {work} would start work (training a backend): an env never trains; "
+                            "train the backend with its command (sketch-env embed train) and pass backend=NAME or PATH")
     unknown = sorted(set(kwargs) - set(env_argument_names()))
     if unknown:
         raise ArgumentError(f"unknown env argument(s) {unknown}; the env takes {', '.join(env_argument_names())}")
     bad = sorted(k for k, v in kwargs.items() if not _plain(v))
     if bad:
         raise ArgumentError(f"env argument(s) {bad} are not plain JSON values (names, numbers, lists, mappings)")
-    if from_file:
-        work = sorted(set(kwargs) & set(_WORK_ARGUMENTS))
-        if work:
-            raise ArgumentError(f"env argument(s) {work} would start work (training a backend); a saved file may "
-                             "not ask for that: train the backend with its command and pass backend=PATH")
     return kwargs
 
 

@@ -66,7 +66,8 @@ class TrainConfig:
     scheme: str | None = None
     """split scheme (None: the dataset's default)"""
     out: str | None = None
-    """output folder (default runs/embeddings/<dataset>-<scheme>/<backend>-s<seed>)"""
+    """run folder (default ``<data>/backends/<dataset>-<scheme>/<backend>-s<seed>``, where backend names are looked
+    up: :func:`embeddings.provision.user_backend_dir`)"""
     epochs: int = 30
     minutes: float | None = None
     """wall-time budget of training (all B3 models together); None: run all epochs"""
@@ -110,7 +111,9 @@ class TrainConfig:
     def output_dir(self, scheme: str) -> Path:
         if self.out:
             return Path(self.out)
-        return Path("runs") / "embeddings" / f"{self.dataset}-{scheme}" / f"{self.backend}-s{self.seed}"
+        from embeddings.provision import user_backend_dir
+
+        return user_backend_dir(self.backend, self.dataset, scheme, self.seed)
 
 
 class TripletSampler:

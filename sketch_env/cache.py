@@ -21,10 +21,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cache_dir", "stable_hash", "atomic_path", "write_json", "read_json", "save_npz_atomic", "load_npz_checked",
-           "cached_npz"]
+__all__ = ["cache_dir", "data_dir", "stable_hash", "atomic_path", "write_json", "read_json", "save_npz_atomic",
+           "load_npz_checked", "cached_npz"]
 
 ENV_VAR = "SKETCH_ENV_CACHE"
+#: overrides where trained models go by default (the per-user data folder)
+DATA_ENV_VAR = "SKETCH_ENV_DATA"
 
 
 def cache_dir(sub: str | None = None) -> Path:
@@ -35,6 +37,22 @@ def cache_dir(sub: str | None = None) -> Path:
     else:
         xdg = os.environ.get("XDG_CACHE_HOME")
         base = (Path(xdg) if xdg else Path.home() / ".cache") / "sketch_env"
+    path = base / sub if sub else base
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir(sub: str | None = None) -> Path:
+    """The per-user data folder, where trainings write their models by default and names are looked up:
+    ``$SKETCH_ENV_DATA``, else the platform's user data folder (``platformdirs``; on Linux
+    ``~/.local/share/sketch-env``). Unlike the cache, nothing here is rebuilt: it holds what you trained."""
+    root = os.environ.get(DATA_ENV_VAR)
+    if root:
+        base = Path(root)
+    else:
+        from platformdirs import user_data_dir
+
+        base = Path(user_data_dir("sketch-env", appauthor=False))
     path = base / sub if sub else base
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -9,36 +9,35 @@ import pytest
 import torch
 
 from embeddings.base import make_backend
-from sketch_env.cache import ENV_VAR
+from sketch_env.cache import DATA_ENV_VAR, ENV_VAR
 from sketch_env.datasets import make_dataset
 from tests.helpers import TINY_TRIPLET
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def env_cache(tmp_path_factory):
-    """``$SKETCH_ENV_CACHE`` pointed at a fresh folder for the rest of the session (backends trained on
-    first use and feature stores go there, never into the user's cache)."""
-    old = os.environ.get(ENV_VAR)
+    """``$SKETCH_ENV_CACHE`` and ``$SKETCH_ENV_DATA`` pointed at fresh folders for the whole session: feature
+    stores and trained models go there, never into the user's cache or data folder."""
+    saved = {var: os.environ.get(var) for var in (ENV_VAR, DATA_ENV_VAR)}
     root = tmp_path_factory.mktemp("sketch-env-cache")
     os.environ[ENV_VAR] = str(root)
+    os.environ[DATA_ENV_VAR] = str(tmp_path_factory.mktemp("sketch-env-data"))
     yield root
-    if old is None:
-        os.environ.pop(ENV_VAR, None)
-    else:
-        os.environ[ENV_VAR] = old
+    for var, old in saved.items():
+        if old is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = old
 
 
 @pytest.fixture(scope="session")
 def synthetic_checkpoint(env_cache) -> str:
-    """The tiny B1 of ``SketchEnv/OnTheFly-Synthetic-v0``, trained on first use (a few seconds)."""
-    import gymnasium as gym
+    """The tiny B1 of ``SketchEnv/OnTheFly-Synthetic-v0``: the one the package ships."""
+    from embeddings.provision import pretrained_checkpoint
 
-    import sketch_env  # noqa: F401  (registers the ids)
-
-    env = gym.make("SketchEnv/OnTheFly-Synthetic-v0", progress=False)
-    path = env.unwrapped.backend_checkpoint
-    env.close()
-    return path
+    path = pretrained_checkpoint("b1", "synthetic", "instance")
+    assert path.is_file(), f"the package ships {path}"
+    return str(path)
 
 
 @pytest.fixture(scope="module")

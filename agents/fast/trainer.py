@@ -56,7 +56,7 @@ from agents.train import (
     run_config_of,
     split_hyperparams,
 )
-from sketch_env.cache import atomic_path, write_json
+from sketch_env.cache import atomic_path, data_dir, write_json
 from sketch_env.config import check_config
 from sketch_env.device import resolve_device
 from sketch_env.envs.sb3 import SB3VecEnv
@@ -100,7 +100,7 @@ class FastTrainConfig:
         check_rl_target(self.algo, self.env_id, self.env_kwargs, self.overrides)
 
     def root(self) -> Path:
-        return Path(self.out) if self.out else Path("runs") / "agents-fast" / env_short_name(self.env_id)
+        return Path(self.out) if self.out else data_dir("agents-fast") / env_short_name(self.env_id)
 
     def agent_dir(self, seed: int) -> Path:
         if self.agent_dirs is not None:

@@ -10,12 +10,12 @@ entry point by name when an env is made, so registering imports neither the env 
 =================================== ==========================================================================
 ``SketchEnv/OnTheFly-v0``           generic: pass ``dataset``, ``backend``, ``split``, ``steps``, ``schedule``,
                                     ``reward``, ``data_root``, ... (defaults: kanji, B1, train, 20, points, paper)
-``SketchEnv/OnTheFly-Kanji-v0``     the embedded kanji data with B1, no argument needed: the backend is read
-                                    from ``runs/`` or the cache, else trained on first use (10 minutes)
-``SketchEnv/OnTheFly-ShoeV2-v0``    QMUL-Shoe-V2 with B1: needs ``data_root``
-``SketchEnv/OnTheFly-ChairV2-v0``   QMUL-Chair-V2 with B1: needs ``data_root``
-``SketchEnv/OnTheFly-Synthetic-v0`` the tiny synthetic data with a tiny B1 trained on first use in seconds
-                                    (tests, demos; not a benchmark)
+``SketchEnv/OnTheFly-Kanji-v0``     the embedded kanji data with the B1 the package ships: no argument, no
+                                    download, no training
+``SketchEnv/OnTheFly-ShoeV2-v0``    QMUL-Shoe-V2 with B1: needs ``data_root`` and a B1 you trained on it
+``SketchEnv/OnTheFly-ChairV2-v0``   QMUL-Chair-V2 with B1: needs ``data_root`` and a B1 you trained on it
+``SketchEnv/OnTheFly-Synthetic-v0`` the tiny synthetic data with the tiny B1 the package ships (tests,
+                                    demos; not a benchmark)
 =================================== ==========================================================================
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["register_envs", "ENV_IDS", "DATASET_ENV_IDS", "env_id_for_dataset", "NAMESPACE", "SYNTHETIC_TRAIN",
+__all__ = ["register_envs", "ENV_IDS", "DATASET_ENV_IDS", "env_id_for_dataset", "NAMESPACE",
            "STROKE_ORDER_ENTRY_POINT"]
 
 NAMESPACE = "SketchEnv"
@@ -32,31 +32,9 @@ ENTRY_POINT = "embeddings.provision:make_retrieval_env"
 VECTOR_ENTRY_POINT = "embeddings.provision:make_retrieval_vector_env"
 STROKE_ORDER_ENTRY_POINT = "embeddings.provision:make_stroke_order_env"
 
-#: the tiny backend of the synthetic configuration: trained in seconds on the CPU
-SYNTHETIC_TRAIN: dict[str, Any] = {
-    "epochs": 6,
-    "batch_size": 16,
-    "val_fraction": 0.25,
-    "steps": 10,
-    "device": "cpu",
-    "backend_options": {
-        "channels": [8, 16, 16, 16],
-        "embed_dim": 16,
-        "render": {
-            "size": 32,
-            "line_width": 1,
-            "polarity": "white_on_black",
-            "antialias": False,
-            "thicken": "line",
-            "margin": 0,
-        },
-        "photo_size": 32,
-    },
-}
-
 _SPECS: dict[str, dict[str, Any]] = {
     f"{NAMESPACE}/OnTheFly-v0": {},
-    f"{NAMESPACE}/OnTheFly-Kanji-v0": {"dataset": "kanji", "backend": "b1", "split": "train", "train_if_missing": True},
+    f"{NAMESPACE}/OnTheFly-Kanji-v0": {"dataset": "kanji", "backend": "b1", "split": "train"},
     f"{NAMESPACE}/OnTheFly-ShoeV2-v0": {"dataset": "shoev2", "backend": "b1", "split": "train", "data_root": None},
     f"{NAMESPACE}/OnTheFly-ChairV2-v0": {"dataset": "chairv2", "backend": "b1", "split": "train", "data_root": None},
     f"{NAMESPACE}/OnTheFly-Synthetic-v0": {
@@ -64,8 +42,6 @@ _SPECS: dict[str, dict[str, Any]] = {
         "backend": "b1",
         "split": "train",
         "steps": 10,
-        "train_if_missing": True,
-        "train_options": SYNTHETIC_TRAIN,
     },
 }
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -22,10 +20,10 @@ def test_disk_datasets_ask_for_data_root():
 
 
 def test_missing_backend_names_the_command(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no runs/ folder here
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="sketch-env embed train --backend b2 --dataset synthetic") as err:
         gym.make("SketchEnv/OnTheFly-v0", dataset="synthetic", backend="b2")
-    assert "train_if_missing=True" in str(err.value)
+    assert "b2-s0" in str(err.value)  # where the command writes it, which the lookup reads
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         gym.make("SketchEnv/OnTheFly-v0", backend=str(tmp_path / "nope.pt"))
 
@@ -51,37 +49,41 @@ def test_splits_distractors_and_validation(ckpt):
         assert hard.step(zero)[4]["rank"] >= easy.step(zero)[4]["rank"]
 
 
-def test_kanji_backend_is_trained_on_first_use_then_reused(tmp_path, monkeypatch, capsys):
-    """The kanji spec's path when no backend exists: one training run into the cache (here a stand-in that
-    writes the file instead of training for 10 minutes), with a message; later uses find it."""
-    import embeddings.train as train
-    from embeddings.provision import resolve_backend_checkpoint
+def test_names_resolve_to_the_shipped_then_the_user_folder_never_the_working_directory(tmp_path, monkeypatch):
+    """Lookup does not depend on the working directory: a ``runs/`` folder in it is ignored; a name means the
+    shipped checkpoint, else what ``sketch-env embed train`` wrote into the per-user data folder."""
+    from embeddings.provision import pretrained_checkpoint, resolve_backend_checkpoint, user_backend_dir
 
     monkeypatch.chdir(tmp_path)
-    calls = []
-
-    def fake_train(cfg):
-        calls.append(cfg)
-        out = Path(cfg.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "backend.pt").write_bytes(b"stand-in")
-        (out / "history.json").write_text("[]")
-        return out / "backend.pt"
-
-    monkeypatch.setattr(train, "train_backend", fake_train)
-    assert gym.spec("SketchEnv/OnTheFly-Kanji-v0").kwargs["train_if_missing"] is True
-    path = resolve_backend_checkpoint("b1", "kanji", "instance", train_if_missing=True)
-    assert len(calls) == 1
-    cfg = calls[0]
-    assert (cfg.backend, cfg.dataset, cfg.scheme, cfg.minutes, cfg.epochs) == ("b1", "kanji", "instance", 10.0, 60)
-    assert path.parent.name == "b1-s0" and path.parent.parent.name == "kanji-instance"
-    message = capsys.readouterr().err
-    assert "training it now (10 minutes at most" in message
-    assert "sketch-env embed train --backend b1 --dataset kanji --scheme instance --minutes 10 --epochs 60" in message
-    assert resolve_backend_checkpoint("b1", "kanji", "instance", train_if_missing=True) == path
-    assert len(calls) == 1  # found, not trained again
-    # a run written by `sketch-env embed train` under ./runs takes precedence
-    runs = tmp_path / "runs" / "embeddings" / "kanji-instance" / "b1-s0"
+    monkeypatch.setenv("SKETCH_ENV_DATA", str(tmp_path / "data"))  # this test's own per-user folder
+    runs = tmp_path / "runs" / "embeddings" / "synthetic-instance" / "b2-s0"
     runs.mkdir(parents=True)
     (runs / "backend.pt").write_bytes(b"x")
-    assert resolve_backend_checkpoint("b1", "kanji", "instance").resolve() == (runs / "backend.pt").resolve()
+    (runs / "history.json").write_text("[]")
+    with pytest.raises(FileNotFoundError):
+        resolve_backend_checkpoint("b2", "synthetic", "instance")
+    shipped = resolve_backend_checkpoint("b1", "synthetic", "instance")
+    assert shipped == pretrained_checkpoint("b1", "synthetic", "instance") and shipped.is_file()
+    trained = user_backend_dir("b2", "synthetic", "instance")
+    trained.mkdir(parents=True)
+    (trained / "backend.pt").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError, match="has not finished"):  # no history.json: still training
+        resolve_backend_checkpoint("b2", "synthetic", "instance")
+    (trained / "history.json").write_text("[]")
+    assert resolve_backend_checkpoint("b2", "synthetic", "instance") == trained / "backend.pt"
+
+
+def test_gym_make_of_every_id_never_trains(monkeypatch):
+    """Making an env of any id, with or without its backend, starts no training."""
+    import embeddings.train as train
+
+    def refuse(*a, **k):
+        raise AssertionError("gym.make started a training")
+
+    monkeypatch.setattr(train, "train_backend", refuse)
+    for env_id in ("SketchEnv/OnTheFly-Synthetic-v0", "SketchEnv/OnTheFly-v0"):
+        kwargs = {"dataset": "synthetic", "backend": "b2"} if env_id.endswith("OnTheFly-v0") else {"progress": False}
+        try:
+            gym.make(env_id, **kwargs).close()
+        except FileNotFoundError as err:
+            assert "sketch-env embed train" in str(err)
