@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``sketch-env`` entry point."""
     from sketch_env.cli import run_command
+    from sketch_env.threads import configure_threads
+
+    configure_threads()  # before torch is imported: passive OpenMP waiting on a busy machine
 
     return run_command(build_parser(), argv)
 

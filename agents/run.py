@@ -29,20 +29,20 @@ def run_main_job(args: argparse.Namespace) -> int:
 
         check_rl_target(args.rl_algo, env_id_for_dataset(args.dataset)[0], {}, {})
     t0 = time.perf_counter()
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # run folders record absolute paths: a later process may start elsewhere
     dataset = make_dataset(args.dataset, root=args.root)
+    cfg = TrainConfig(backend=args.backend, dataset=args.dataset, root=args.root, gradient_steps=args.gradient_steps,
+                      minutes=args.minutes, seed=args.seed, device=args.device,
+                      out=str(out / "embeddings" / f"{args.dataset}-{dataset.scheme}" / f"{args.backend}-s{args.seed}"))
     sheet = write_png(out / f"{args.dataset}_contact_sheet.png", contact_sheet(dataset))
     print(f"contact sheet: {sheet}")
-    cfg = TrainConfig(backend=args.backend, dataset=args.dataset, root=args.root, minutes=args.minutes,
-                      epochs=args.epochs, seed=args.seed, device=args.device, val_fraction=args.val_fraction,
-                      out=str(out / "embeddings" / f"{args.dataset}-{dataset.scheme}" / f"{args.backend}-s{args.seed}"))
     checkpoint = train_backend(cfg)
     ns = argparse.Namespace(checkpoint=str(checkpoint), dataset=args.dataset, root=args.root, scheme=None,
                             split="test", steps=args.steps, batch_size=64, device=args.device,
                             distractors=args.distractors, out=str(out / "eval"))
     evaluate_checkpoint(ns)
     print(f"[run] backend stage done at {(time.perf_counter() - t0) / 60:.1f} min")
-    if args.rl_algo == "none" or not args.rl_minutes:
+    if args.rl_algo == "none":
         return 0
     return _run_rl_stage(args, checkpoint, out, t0)
 
@@ -72,23 +72,28 @@ def _run_rl_stage(args: argparse.Namespace, checkpoint: Path, out: Path, t0: flo
 
 def add_run_command(sub: argparse._SubParsersAction) -> None:
     """The ``run`` command."""
-    run = sub.add_parser("run", help="the main job: contact sheet, train B1, cache features, evaluate")
-    run.add_argument("--dataset", default="kanji")
-    run.add_argument("--root", default=None)
-    run.add_argument("--backend", default="b1")
-    run.add_argument("--minutes", type=float, default=6.5, help="training budget of the backend")
-    run.add_argument("--epochs", type=int, default=60)
-    run.add_argument("--steps", type=int, default=20)
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--val-fraction", type=float, default=0.05,
-                     help="share of the training photos held out for validation (backend and RL selection)")
-    run.add_argument("--device", default="auto")
+    run = sub.add_parser("run", help="the main job: contact sheet, train B1, cache features, evaluate, train PPO "
+                                     "from it, compare")
+    run.add_argument("--dataset", default="kanji", help="dataset name (default: kanji)")
+    run.add_argument("--root", default=None, help="data folder, for the datasets read from your disk")
+    run.add_argument("--backend", default="b1", help="the backend trained and frozen (default: b1)")
+    run.add_argument("--gradient-steps", type=int, default=None,
+                     help="the backend's training length (default: embeddings.train's, 3000)")
+    run.add_argument("--minutes", type=float, default=None,
+                     help="an optional cap on the backend's training time (a run it cuts short says so)")
+    run.add_argument("--steps", type=int, default=20, help="schedule length S (default: 20)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the backend and the agent (default: 0)")
+    run.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda (default: auto)")
     run.add_argument("--distractors", action=argparse.BooleanOptionalAction, default=True,
-                     help="also evaluate with the train photos added to the gallery")
+                     help="also evaluate with the train photos added to the gallery (default: on)")
     run.add_argument("--rl-algo", default="ppo-a-clip",
-                     help="RL method trained from the frozen backend (`none` to stop after the backend)")
-    run.add_argument("--rl-minutes", type=float, default=5.0, help="wall-time budget of the RL training")
-    run.add_argument("--rl-timesteps", type=int, default=None, help="env steps of RL training (default: the YAML's)")
-    run.add_argument("--rl-eval-every", type=int, default=100_000, help="env steps between validation evaluations")
-    run.add_argument("--out", default="runs", help="output folder")
+                     help="RL method trained from the frozen backend, `none` to stop after the backend "
+                          "(default: ppo-a-clip)")
+    run.add_argument("--rl-timesteps", type=int, default=None,
+                     help="env steps of RL training (default: the method's hyper-parameter file, 1,000,000)")
+    run.add_argument("--rl-minutes", type=float, default=None,
+                     help="an optional cap on the RL training time (a run it cuts short says so)")
+    run.add_argument("--rl-eval-every", type=int, default=100_000,
+                     help="env steps between validation evaluations (default: 100000)")
+    run.add_argument("--out", default="runs", help="output folder (default: runs)")
     run.set_defaults(func=run_main_job)

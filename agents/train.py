@@ -243,8 +243,13 @@ def _train_agent_locked(cfg: RLTrainConfig, hp: dict[str, Any], n_envs: int, tim
     if remaining and not run.out_of_time():
         model.learn(remaining, callback=_TrainingMonitor(run), reset_num_timesteps=False,
                     tb_log_name="run", progress_bar=False)
+        run.state["cut_short"] = int(model.num_timesteps) < timesteps
         run.evaluate_and_checkpoint(model)
     elif not (out / "best.zip").exists():  # nothing to train (0 steps): the starting point is the result
         run.evaluate_and_checkpoint(model)
+    if int(model.num_timesteps) < timesteps:
+        print(f"sketch-env: the --minutes {cfg.minutes:g} cap cut this RL training short at {model.num_timesteps} of "
+              f"{timesteps} env steps: its figures are not those of the full run; run the same command again "
+              "without the cap (or a larger one) to finish it", flush=True)
     env.close()
     return out / "best.zip"

@@ -1,90 +1,188 @@
-"""The paper's main table (TS, B1, B2, B3, RL) on a dataset, trained from scratch here.
+"""The paper's main table (TS, B1, B2, B3, RL) on a dataset, trained from scratch here, over seeds.
 
-    python -m benchmarks.baselines                       # kanji, 10 minutes of training per row
-    python -m benchmarks.baselines --minutes 2 --rows b1 b2
-    python -m benchmarks.baselines --rows b1 rl --rl-minutes 15
+    python -m benchmarks.baselines                                    # kanji, 3 seeds, every row
+    python -m benchmarks.baselines --dataset chairv2 --root DIR --jobs 2
+    python -m benchmarks.baselines --rows b1 rl --seeds 0
 
-Each row is trained with a wall-time budget (``--minutes``; B3's budget is shared by its per-step
-models, which start from the B1 checkpoint), then its test features are cached and scored: A@1/5/10
+Every row is trained with the library's defaults (``embeddings.train``: 3,000 gradient steps; B3's per-step
+models start from the seed's B1 and share the steps), then its test features are cached and scored: A@1/5/10
 on complete sketches, m@A and m@B over the S-step schedule, on the test gallery and, for kanji, on the
-harder gallery with every train photo added as a distractor. Writes ``baselines.md``, ``baselines.csv``
-and ``curves.png`` to ``--out`` and prints the table, each row's training time and the feature-caching
-throughput (rasters per second, render + embed). The RL row trains the paper's final method
-(``ppo-a-clip``, ``--rl-minutes``) from this run's B1 on the retrieval env (train split; the checkpoint kept
-by validation m@B) and scores its mean action on the same test episodes and galleries. B2 (and B3) draw
-the step a training sketch is cut at with ``P(t) ∝ t^p``, ``--step-power p`` (0.5 here; 0 is uniform).
+harder gallery with every train photo added as a distractor. The RL row trains the paper's final method
+(``ppo-a-clip``, its hyper-parameter file's env steps) from the seed's B1 on the retrieval env (checkpoint
+kept by validation m@B) and scores its mean action on the same test episodes. B2 (and B3) draw the step a
+training sketch is cut at with ``P(t) ∝ t^p``, ``--step-power p`` (0.5 here; 0 is uniform).
 
-Training resumes from the run folders, so a killed benchmark picks up where it stopped.
+Writes to ``--out``: ``README.md`` (the report: command, machine, table with 95 % t-intervals over seeds,
+plot), ``baselines.csv`` (one row per method and seed), ``episodes.csv`` (one row per test sketch, method and
+seed), ``curves.csv`` / ``curves.png``. Every run has its own folder under ``--runs``, so a stopped benchmark
+resumes where it stopped and a finished run is only scored again.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
+import os
 import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-import torch
+import numpy as np
 
-from embeddings.base import load_backend
-from embeddings.evaluate import evaluate_store, format_table, plot_curves, write_curves_csv
-from embeddings.store import gallery_embeddings, open_feature_store
-from embeddings.train import TrainConfig, train_backend
-from sketch_env.datasets import make_dataset
-from sketch_env.device import resolve_device
-from sketch_env.schedule import PointSchedule
+from benchmarks.common import mean_ci, run_jobs, runs_folder, thread_env
 
 LABELS = {"ts": "TS (triplet Siamese)", "b1": "B1 (triplet + attention)", "b2": "B2 (B1 on partial sketches)",
           "b3": "B3 (one model per step group)", "rl": "RL (ppo-a-clip from B1)"}
+COLUMNS = ("A@1", "A@5", "A@10", "m@A", "m@B")
 
 
-def _write(rows: dict, curves: dict, args: argparse.Namespace, device: str, out: Path) -> None:
-    cols = ("gallery_size", "A@1", "A@5", "A@10", "m@A", "m@B", "train_min")
-    table = format_table(rows, columns=cols)
-    print(table)
-    (out / "baselines.md").write_text(
-        f"`python -m benchmarks.baselines {' '.join(args.argv)}` "
-        f"({platform.machine()}, device {device})\n\n{table}\n")
-    with open(out / "baselines.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["method", *cols])
-        for label, r in rows.items():
-            w.writerow([label, *[r[c] for c in cols]])
-    plot_curves(curves, out / "curves.png", title=f"{args.dataset}: frozen baselines over the sketch")
-    write_curves_csv(curves, out / "curves.csv")
+def train_row(args: argparse.Namespace, name: str, seed: int, runs: Path, folder: str | None = None,
+              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train (or resume) backend ``name`` for one seed in ``runs/<folder or name>-s<seed>`` with the library's
+    defaults, less ``overrides`` (TrainConfig fields; ``backend_options`` merged); returns the checkpoint and
+    the training record. ``args``: ``dataset``, ``root``, ``gradient_steps``, ``device``, ``steps``,
+    ``step_power``, ``b3_models``, ``threads``."""
+    import torch
+
+    from embeddings.train import TrainConfig, train_backend
+
+    torch.set_num_threads(args.threads)
+    overrides = dict(overrides or {})
+    options = dict(overrides.pop("backend_options", {}))
+    if name == "b3":
+        options |= {"models": args.b3_models, "init_from": str(runs / f"b1-s{seed}" / "backend.pt")}
+    fields = {"gradient_steps": args.gradient_steps,
+              "step_power": args.step_power if name in ("b2", "b3") else 0.0}  # B1, TS: complete sketches
+    cfg = TrainConfig(backend=name, dataset=args.dataset, root=args.root, seed=seed, device=args.device,
+                      steps=args.steps, progress=False, out=str(runs / f"{folder or name}-s{seed}"),
+                      backend_options=options, **(fields | overrides))
+    t0 = time.perf_counter()
+    checkpoint = train_backend(cfg)
+    record = json.loads((Path(cfg.out) / "history.json").read_text())
+    print(f"[{folder or name} s{seed}] {record['training']['gradient_steps']} steps, "
+          f"{record['history'][-1]['elapsed']:.0f} s of training (this call {time.perf_counter() - t0:.0f} s)",
+          flush=True)
+    return {"checkpoint": str(checkpoint), "train_seconds": record["history"][-1]["elapsed"],
+            "training": record["training"], "cut_short": record["cut_short"]}
 
 
-def _rl_row(args: argparse.Namespace, runs: Path, rows: dict, curves: dict) -> dict:
-    """Train the paper's final method (``ppo-a-clip``) from this run's B1 on the retrieval env (kept by
-    validation m@B, resumable) and score its mean action on the test split, with the harder gallery too."""
+def score_backend(args: argparse.Namespace, label: str, seed: int, trained: dict[str, Any]) -> list[dict]:
+    """The frozen backend of ``trained`` (from :func:`train_row`) scored on the test split (and, for kanji,
+    with the train photos as distractors): one result row each, ``method`` = ``label``."""
+    from embeddings.base import load_backend
+    from embeddings.evaluate import evaluate_store
+    from embeddings.store import gallery_embeddings, open_feature_store
+    from sketch_env.datasets import make_dataset
+    from sketch_env.schedule import PointSchedule
+
+    dataset = make_dataset(args.dataset, root=args.root)
+    backend = load_backend(trained["checkpoint"], device=args.device)
+    test = open_feature_store(backend, dataset, "test", PointSchedule(args.steps), progress=False)
+    out = [{"method": label, "seed": seed, "result": evaluate_store(test), **trained}]
+    if args.dataset == "kanji":
+        hard = evaluate_store(test, distractors=gallery_embeddings(backend, dataset, "train"))
+        out.append({"method": f"{label}, all {hard['gallery_size']} photos", "seed": seed, "result": hard,
+                    **trained})
+    return out
+
+
+def _rl_row(args: argparse.Namespace, seed: int, runs: Path) -> list[dict]:
+    """Train the paper's final method (``ppo-a-clip``) from the seed's B1 (kept by validation m@B,
+    resumable) and score its mean action on the test split."""
     from agents.envs import evaluate_agent_ranks
     from agents.io import load_agent
     from agents.train import RLTrainConfig, train_agent
     from sketch_env.envs.registration import env_id_for_dataset
     from sketch_env.metrics import retrieval_curves, summarise
 
-    env_id, env_kwargs = env_id_for_dataset(args.dataset, backend=str(runs / f"b1-s{args.seed}" / "backend.pt"),
+    env_id, env_kwargs = env_id_for_dataset(args.dataset, backend=str(runs / f"b1-s{seed}" / "backend.pt"),
                                             steps=args.steps, data_root=args.root)
-    cfg = RLTrainConfig(algo="ppo-a-clip", env_id=env_id, env_kwargs=env_kwargs, minutes=args.rl_minutes,
-                        timesteps=10**9, seed=args.seed, out=str(runs / f"rl-ppo-a-clip-s{args.seed}"), progress=False)
-    t0 = time.perf_counter()
+    cfg = RLTrainConfig(algo="ppo-a-clip", env_id=env_id, env_kwargs=env_kwargs, timesteps=args.rl_timesteps,
+                        seed=seed, out=str(runs / f"rl-ppo-a-clip-s{seed}"), progress=False)
     best = train_agent(cfg)
     history = [json.loads(line) for line in (best.parent / "history.jsonl").read_text().splitlines() if line.strip()]
-    train_seconds = history[-1]["elapsed"]
-    print(f"[rl] trained {train_seconds:.0f} s, {history[-1]['timesteps']} env steps (this call "
-          f"{time.perf_counter() - t0:.0f} s)")
     model = load_agent(best, device="cpu")
-    label = LABELS["rl"]
+    rows = []
     for distractors in (False, True) if args.dataset == "kanji" else (False,):
         ranks, gallery = evaluate_agent_ranks(model, env_id, env_kwargs | {"distractors": distractors}, split="test")
-        name = f"{label}, all {gallery} photos" if distractors else label
-        rows[name] = dict(summarise(ranks, gallery)) | {"train_min": train_seconds / 60}
-        if not distractors:
-            curves[name] = retrieval_curves(ranks, gallery)
-    return {"train_seconds": train_seconds, "env_steps": history[-1]["timesteps"]}
+        result = dict(summarise(ranks, gallery)) | {"ranks": ranks, "curves": retrieval_curves(ranks, gallery)}
+        name = f"{LABELS['rl']}, all {gallery} photos" if distractors else LABELS["rl"]
+        rows.append({"method": name, "seed": seed, "result": result, "train_seconds": history[-1]["elapsed"],
+                     "training": {"env_steps": history[-1]["timesteps"]}, "cut_short": False})
+    print(f"[rl s{seed}] {history[-1]['timesteps']} env steps, {history[-1]['elapsed']:.0f} s", flush=True)
+    return rows
+
+
+def _seed_job(args: argparse.Namespace, seed: int, runs: Path) -> list[dict]:  # a worker process's job
+    """Every row of one seed, in order (B3 and RL need the seed's B1), in this worker's threads."""
+    os.environ.update(thread_env(args.threads))
+    order = [r for r in ("b1", "b2", "b3", "ts") if r in args.rows]
+    if ("b3" in args.rows or "rl" in args.rows) and "b1" not in order:
+        order.insert(0, "b1")
+    rows = []
+    for name in order:
+        trained = train_row(args, name, seed, runs)
+        if name in args.rows:
+            rows += score_backend(args, LABELS[name], seed, trained)
+    if "rl" in args.rows:
+        rows += _rl_row(args, seed, runs)
+    return rows
+
+
+def write_report(rows: list[dict], args: argparse.Namespace, out: Path, seconds: float) -> str:
+    """``README.md``, ``baselines.csv``, ``episodes.csv``, ``curves.csv`` / ``curves.png`` in ``out``."""
+    from embeddings.evaluate import episode_rows, plot_curves, write_curves_csv, write_episodes_csv
+
+    out.mkdir(parents=True, exist_ok=True)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    seeds = sorted({r["seed"] for r in rows})
+    with open(out / "baselines.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "seed", "gallery_size", *COLUMNS, "train_seconds", "cut_short"])
+        for r in rows:
+            w.writerow([r["method"], r["seed"], r["result"]["gallery_size"],
+                        *[round(float(r["result"][c]), 4) for c in COLUMNS], round(r["train_seconds"], 1),
+                        r["cut_short"]])
+    write_episodes_csv([e for r in rows for e in episode_rows(r["method"], r["seed"], r["result"]["ranks"],
+                                                               r["result"]["gallery_size"])], out / "episodes.csv")
+    curves = {}
+    for m in methods:
+        mine = [r["result"]["curves"] for r in rows if r["method"] == m]
+        curves[m] = {k: np.mean([c[k] for c in mine], axis=0) for k in ("percent", "ranking_percentile",
+                                                                          "inverse_rank")}
+    plot_curves(curves, out / "curves.png", title=f"{args.dataset}: the main table's rows over the sketch")
+    write_curves_csv(curves, out / "curves.csv")
+    head = "| method | gallery | " + " | ".join(COLUMNS) + " | train min |"
+    lines = [head, "| --- | ---: |" + " ---: |" * (len(COLUMNS) + 1)]
+    for m in methods:
+        mine = [r for r in rows if r["method"] == m]
+        cells = []
+        for c in COLUMNS:
+            mean, half = mean_ci([float(r["result"][c]) for r in mine])
+            cells.append(f"{mean:.1f} ± {half:.1f}" if len(mine) > 1 else f"{mean:.1f}")
+        minutes = np.mean([r["train_seconds"] for r in mine]) / 60
+        lines.append(f"| {m} | {mine[0]['result']['gallery_size']} | " + " | ".join(cells) + f" | {minutes:.1f} |")
+    table = "\n".join(lines)
+    command = f"python -m benchmarks.baselines {' '.join(args.argv)}".strip()
+    cut = [f"{r['method']} s{r['seed']}" for r in rows if r["cut_short"]]
+    text = "\n".join([
+        f"# The main table on {args.dataset}", "",
+        f"`{command}`", "",
+        f"{platform.machine()}, {os.cpu_count()} CPUs, device {args.device}; {len(seeds)} seed(s) "
+        f"({', '.join(map(str, seeds))}), mean ± 95 % t-interval over seeds; {time.strftime('%Y-%m-%d')}; "
+        f"{seconds / 60:.0f} min in this call. Test split, S = {args.steps} steps; train min = training time "
+        "per run (validation excluded).", "",
+        table, "",
+        "![curves](curves.png)", "",
+        "Files: `baselines.csv` (one row per method and seed), `episodes.csv` (one row per test sketch, method "
+        "and seed: its first and complete ranks, its mean ranking percentile and 1/rank), `curves.csv`.",
+        *(["", f"Cut short by a time cap (not full runs): {', '.join(cut)}."] if cut else []), ""])
+    (out / "README.md").write_text(text)
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,70 +190,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default="kanji")
     p.add_argument("--root", default=None)
     p.add_argument("--rows", nargs="+", default=["ts", "b1", "b2", "b3", "rl"], choices=list(LABELS))
-    p.add_argument("--rl-minutes", type=float, default=10.0, help="training budget of the RL row (ppo-a-clip)")
-    p.add_argument("--minutes", type=float, default=10.0, help="training budget per row")
-    p.add_argument("--epochs", type=int, default=200, help="epoch cap (the budget usually ends training first)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--gradient-steps", type=int, default=None, help="per backend row (default: the library's)")
+    p.add_argument("--rl-timesteps", type=int, default=None, help="env steps of the RL row (default: its YAML's)")
     p.add_argument("--b3-models", type=int, default=20, help="B3 models (S by default, one per step)")
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"), help="training forward pass")
+    p.add_argument("--device", default="cpu")
     p.add_argument("--step-power", type=float, default=0.5,
-                   help="B2/B3: a training sketch is cut at step t = 1..S with P(t) proportional to t^p (0: uniform; "
-                        "0.5, the default here, was the best of 0 / 0.5 / 1 for the kanji B2, see the README)")
+                   help="B2/B3: a training sketch is cut at step t = 1..S with P(t) proportional to t^p (0: uniform)")
+    p.add_argument("--jobs", type=int, default=1, help="seeds run at once (each in its own threads)")
     p.add_argument("--runs", default="runs/benchmarks/baselines", help="run folders (checkpoints)")
-    p.add_argument("--out", default="benchmarks/results/baselines")
+    p.add_argument("--out", default=None, help="report folder (default benchmarks/results/baselines-<dataset>)")
     args = p.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
+    args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    from sketch_env.datasets import make_dataset
 
-    device = str(resolve_device(args.device))
     dataset = make_dataset(args.dataset, root=args.root)
-    schedule = PointSchedule(args.steps)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    runs = Path(args.runs) / f"{args.dataset}-{dataset.scheme}"
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"device {device}; torch {torch.__version__}")
-
-    rows, curves, timing = {}, {}, {}
-    order = [r for r in ("b1", "b2", "b3", "ts") if r in args.rows]
-    if ("b3" in args.rows or "rl" in args.rows) and "b1" not in order \
-            and not (runs / f"b1-s{args.seed}" / "backend.pt").exists():
-        order.insert(0, "b1")  # B3 and the RL row start from B1
-    for name in order:
-        options = {}
-        if name == "b3":
-            options = {"models": args.b3_models, "init_from": str(runs / f"b1-s{args.seed}" / "backend.pt")}
-        cfg = TrainConfig(backend=name, dataset=args.dataset, root=args.root, minutes=args.minutes,
-                          epochs=args.epochs, seed=args.seed, device=device, steps=args.steps, progress=False,
-                          precision=args.precision,
-                          step_power=args.step_power if name in ("b2", "b3") else 0.0,  # B1, TS: complete sketches
-                          out=str(runs / f"{name}-s{args.seed}"), backend_options=options)
-        t0 = time.perf_counter()
-        checkpoint = train_backend(cfg)
-        history = json.loads((Path(cfg.out) / "history.json").read_text())
-        train_seconds = history[-1]["elapsed"]
-        print(f"[{name}] trained {train_seconds:.0f} s over {len(history)} epochs "
-              f"(this call {time.perf_counter() - t0:.0f} s)")
-        backend = load_backend(checkpoint, device=device)
-        test = open_feature_store(backend, dataset, "test", schedule)
-        label = LABELS[name]
-        result = evaluate_store(test)
-        rows[label] = {**result, "train_min": train_seconds / 60}
-        curves[label] = result["curves"]
-        timing[label] = {"train_seconds": train_seconds, "epochs": len(history),
-                         "cache_rasters_per_s": test.meta.get("rasters_per_second")}
-        if args.dataset == "kanji":
-            hard = evaluate_store(test, distractors=gallery_embeddings(backend, dataset, "train"))
-            rows[f"{label}, all {hard['gallery_size']} photos"] = {**hard, "train_min": train_seconds / 60}
-        _write(rows, curves, args, device, out)  # after every row, so a stopped run keeps its rows
-
-    if "rl" in args.rows:
-        timing[LABELS["rl"]] = _rl_row(args, runs, rows, curves)
-        _write(rows, curves, args, device, out)
-
-    print(json.dumps(timing, indent=1))
-    print(f"wrote {out / 'baselines.md'}, {out / 'baselines.csv'}, {out / 'curves.png'}")
+    runs = runs_folder(args.runs, dataset, args.root)
+    out = Path(args.out or f"benchmarks/results/baselines-{args.dataset}")
+    t0 = time.perf_counter()
+    job = functools.partial(_seed_job, args, runs=runs)
+    rows = [r for seed_rows in run_jobs(job, args.seeds, args.jobs, processes=True) for r in seed_rows]
+    table = write_report(rows, args, out, time.perf_counter() - t0)
+    print(table)
+    print(f"wrote {out / 'README.md'}")
     return 0
 
 

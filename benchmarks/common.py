@@ -23,8 +23,8 @@ import numpy as np
 
 from sketch_env.envs.registration import DATASET_ENV_IDS as ENV_IDS
 
-__all__ = ["ROOT", "mean_ci", "thread_env", "run_jobs", "COLUMNS", "run_rl", "run_fast_group", "evaluate_run",
-           "backend_label", "write_results", "add_run_args", "parse_run_args"]
+__all__ = ["ROOT", "mean_ci", "runs_folder", "thread_env", "run_jobs", "COLUMNS", "run_rl", "run_fast_group",
+           "evaluate_run", "backend_label", "write_results", "add_run_args", "parse_run_args"]
 
 #: the columns of the RL tables
 COLUMNS = ("m@A", "m@B", "A@5", "A@10")
@@ -48,6 +48,18 @@ def mean_ci(values: Iterable[float]) -> tuple[float, float]:
     return float(x.mean()), float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
 
 
+def runs_folder(base: str | Path, dataset: Any, root: str | None) -> Path:
+    """Where a benchmark keeps the run folders of ``dataset`` (a :class:`~sketch_env.datasets.SketchDataset`):
+    ``base/<name>-<scheme>``, and for data read from disk a short hash of its absolute root, so two copies
+    (the published dataset, a development split of it) never share checkpoints."""
+    from sketch_env.cache import stable_hash
+
+    name = f"{dataset.name}-{dataset.scheme}"
+    if root is not None:
+        name += f"-{stable_hash(str(Path(root).resolve()), 8)}"
+    return Path(base).resolve() / name
+
+
 def thread_env(threads: int) -> dict[str, str]:
     """The environment for a child process that may use ``threads`` cores: torch's OpenMP, BLAS and numba
     pools sized alike (left to themselves, each takes every core and they spin against each other)."""
@@ -55,12 +67,19 @@ def thread_env(threads: int) -> dict[str, str]:
     return dict(os.environ, OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n, NUMBA_NUM_THREADS=n)
 
 
-def run_jobs(fn: Callable[..., T], items: Iterable[Any], jobs: int = 1) -> list[T]:
-    """``[fn(item) for item in items]``, ``jobs`` at a time (threads that start and wait on child
-    processes), in the items' order."""
+def run_jobs(fn: Callable[..., T], items: Iterable[Any], jobs: int = 1, processes: bool = False) -> list[T]:
+    """``[fn(item) for item in items]``, ``jobs`` at a time, in the items' order: in threads (that start and
+    wait on child processes), or with ``processes`` in worker processes (``fn`` and the items picklable; each
+    worker its own torch and BLAS threads)."""
     items = list(items)
     if jobs <= 1:
         return [fn(item) for item in items]
+    if processes:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            return list(pool.map(fn, items))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(fn, items))
 

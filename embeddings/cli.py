@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import fields
 from pathlib import Path
 
 __all__ = ["add_commands"]
@@ -13,32 +12,16 @@ __all__ = ["add_commands"]
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     from embeddings.train import TrainConfig
+    from sketch_env.config import add_config_arguments
 
-    defaults = TrainConfig()
-    p.add_argument("--backend", default=defaults.backend, help="ts | b1 | b2 | b3 (rows of the paper's main table)")
-    p.add_argument("--dataset", default=defaults.dataset)
-    p.add_argument("--root", default=None, help="data folder for datasets read from disk")
-    p.add_argument("--scheme", default=None, help="split scheme (kanji: instance, category, style)")
-    p.add_argument("--out", default=None,
-                   help="run folder (default <data>/backends/<dataset>-<scheme>/<backend>-s<seed>, where names are "
-                        "looked up; <data> = $SKETCH_ENV_DATA or the per-user data folder)")
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--minutes", type=float, default=None, help="wall-time budget of training")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
-    p.add_argument("--steps", type=int, default=defaults.steps, help="schedule length S")
-    p.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--precision", default=defaults.precision, choices=("auto", "bf16", "fp32"),
-                   help="forward pass: bf16 = bfloat16 autocast; auto = bf16 where the CPU/GPU has it natively")
-    p.add_argument("--step-power", type=float, default=0.0,
-                   help="B2/B3: a training sketch is cut at step t = 1..S with P(t) proportional to t^p (0: uniform)")
-    p.add_argument("--no-progress", action="store_true")
+    add_config_arguments(p, TrainConfig, help_for={
+        "device": "auto (CUDA when present) | cpu | cuda", "precision": "fp32 | bf16 | auto",
+        "root": "data folder, for the datasets read from your disk",
+        "out": "run folder (default <data>/backends/<dataset>-<scheme>/<backend>-s<seed>, where backend names are "
+               "looked up; <data> = $SKETCH_ENV_DATA or the per-user data folder)"})
     p.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
                    help='backend option, e.g. --option loss=\'"holef"\' --option models=5 '
-                        '--option photo_preprocess=\'"canny"\' --option init_from=\'"runs/.../backend.pt"\'')
+                        '--option photo_preprocess=\'"canny"\' --option init_from=\'"<b1 run>/backend.pt"\'')
 
 
 def parse_options(items: list[str]) -> dict:
@@ -61,11 +44,9 @@ def parse_options(items: list[str]) -> dict:
 
 def _train_config(args: argparse.Namespace):
     from embeddings.train import TrainConfig
+    from sketch_env.config import config_from_args
 
-    options = parse_options(args.option)
-    known = {f.name for f in fields(TrainConfig)}
-    kw = {k: v for k, v in vars(args).items() if k in known}
-    return TrainConfig(**kw, augment=not args.no_augment, progress=not args.no_progress, backend_options=options)
+    return config_from_args(TrainConfig, args, backend_options=parse_options(args.option))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -58,7 +58,7 @@ from torch import nn
 
 from embeddings.base import BackendMismatchError, EmbeddingBackend, l2_normalise, load_backend
 from embeddings.losses import adversarial_discriminator_loss, adversarial_generator_loss, gaussian_kl, squared_error
-from embeddings.triplet import TripletBackend, preprocess_photos
+from embeddings.triplet import TripletBackend
 from sketch_env.errors import ArgumentError
 from sketch_env.render import RenderConfig
 
@@ -212,10 +212,7 @@ class FeatureCVAE(nn.Module):
 def backbone_photo_features(backbone: TripletBackend, photos: np.ndarray) -> np.ndarray:
     """The backbone photo branch's pooled feature (before its embedding layer) of uint8 RGB photos
     ``(P, H, W, 3)``: float32 ``(P, F)``, the photo counterpart of ``backbone.sketch_features``."""
-    backbone.eval()
-    x = preprocess_photos(photos, backbone.config["photo_preprocess"])
-    # the backbone's own batched inference loop; same package
-    return backbone._run(backbone.photo_branch.features, x).reshape(len(x), backbone.feature_dim)
+    return backbone.photo_features(photos)
 
 
 class CVAEBackend(EmbeddingBackend):

@@ -21,7 +21,8 @@ from sketch_env.cache import atomic_path
 from sketch_env.errors import ArgumentError
 from sketch_env.metrics import ranks_from_embeddings, retrieval_curves, summarise
 
-__all__ = ["evaluate_store", "plot_curves", "write_curves_csv", "format_table"]
+__all__ = ["evaluate_store", "plot_curves", "write_curves_csv", "format_table", "episode_rows", "write_episodes_csv",
+           "EPISODE_COLUMNS"]
 
 
 def evaluate_store(store: FeatureStore, distractors: np.ndarray | None = None, chunk: int = 4096) -> dict[str, Any]:
@@ -91,6 +92,37 @@ def write_curves_csv(curves: Mapping[str, Mapping[str, Sequence[float]]], path: 
     for name, curve in curves.items():
         for pct, rp, inv in zip(curve["percent"], curve["ranking_percentile"], curve["inverse_rank"]):
             writer.writerow([name, f"{float(pct):.4g}", f"{float(rp):.6f}", f"{float(inv):.6f}"])
+    with atomic_path(path) as tmp:
+        tmp.write_text(text.getvalue())
+    return path
+
+
+EPISODE_COLUMNS = ("method", "seed", "sketch", "gallery_size", "steps", "rank_first", "rank_complete",
+                   "mean_percentile", "mean_inverse_rank")
+
+
+def episode_rows(method: str, seed: int, ranks: np.ndarray, gallery_size: int) -> list[dict[str, Any]]:
+    """One tidy row per episode (sketch) of ``ranks (n, S)``: its first and complete-sketch ranks and its
+    means over the steps of the ranking percentile and of ``1 / rank`` (its m@A and m@B, unscaled), so
+    per-sketch intervals, bootstraps and performance profiles can be computed from the file."""
+    from sketch_env.metrics import ranking_percentile
+
+    r = np.asarray(ranks, dtype=np.int64)
+    pct = np.asarray(ranking_percentile(r, gallery_size), dtype=np.float64).mean(axis=1)
+    inv = (1.0 / r).mean(axis=1)
+    return [{"method": method, "seed": int(seed), "sketch": i, "gallery_size": int(gallery_size),
+             "steps": int(r.shape[1]), "rank_first": int(r[i, 0]), "rank_complete": int(r[i, -1]),
+             "mean_percentile": round(float(pct[i]), 6), "mean_inverse_rank": round(float(inv[i]), 6)}
+            for i in range(len(r))]
+
+
+def write_episodes_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Per-episode rows (:func:`episode_rows`) as a tidy CSV, written atomically."""
+    path = Path(path)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(EPISODE_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
     with atomic_path(path) as tmp:
         tmp.write_text(text.getvalue())
     return path

@@ -73,7 +73,7 @@ from torch import nn
 from embeddings.losses import cosine_loss, domain_loss, gallery_triplet_loss, grad_reverse
 from embeddings.nets import raster_tensor
 from embeddings.semantic import semantic_vector_dim
-from embeddings.triplet import TripletBackend, preprocess_photos
+from embeddings.triplet import TripletBackend
 from embeddings.triplet import default_config as triplet_default_config
 from sketch_env.errors import ArgumentError
 
@@ -279,7 +279,7 @@ class MetaBackend(TripletBackend):
             raise ArgumentError("adapt() needs a negative: pass at least 2 support pairs or a gallery of photos")
         device = self.device
         x_s = raster_tensor(sketches, device)
-        x_g = raster_tensor(preprocess_photos(photos_all, self.config["photo_preprocess"]), device)
+        x_g = raster_tensor(self.preprocess(photos_all), device)
         positive = torch.as_tensor(positive_index, device=device)
         out = copy.deepcopy(self)
         out.eval()
@@ -356,7 +356,7 @@ def fine_tune(backend: TripletBackend, sketches: np.ndarray, photos: np.ndarray,
     device = out.device
     photos_all, positive_index = merge_gallery(photos, gallery)
     x_s = raster_tensor(np.asarray(sketches, dtype=np.uint8), device)
-    x_g = raster_tensor(preprocess_photos(photos_all, out.config["photo_preprocess"]), device)
+    x_g = raster_tensor(out.preprocess(photos_all), device)
     positive = torch.as_tensor(positive_index, device=device)
     net = out.sketch_branches[0]
     net.eval()

@@ -49,7 +49,7 @@ from embeddings.meta import MetaBackend
 from embeddings.nets import raster_tensor
 from embeddings.semantic import category_word_vectors
 from embeddings.train import TrainConfig, TripletSampler, read_last, rng_state, set_rng_state
-from embeddings.triplet import TripletBackend, preprocess_photos
+from embeddings.triplet import TripletBackend
 from sketch_env.cache import atomic_path
 from sketch_env.config import check_config
 from sketch_env.datasets import make_dataset
@@ -59,6 +59,7 @@ from sketch_env.errors import ArgumentError
 from sketch_env.metrics import ranks_from_embeddings
 from sketch_env.render import render_progressive
 from sketch_env.runs import check_resume, read_resume_file, run_lock
+from sketch_env.threads import usable_cores
 
 __all__ = ["MetaTrainConfig", "train_meta", "task_pools", "AdaptationTask", "adaptation_tasks", "evaluate_adaptation",
            "split_rasters"]
@@ -115,7 +116,7 @@ def train_meta(cfg: MetaTrainConfig, stop_after_steps: int | None = None) -> Pat
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        torch.set_num_threads(usable_cores())
     if cfg.shots < 1 or cfg.queries < 1 or cfg.gallery < cfg.shots + 1 or cfg.meta_batch < 1:
         raise ArgumentError(f"need shots >= 1, queries >= 1, gallery > shots, meta_batch >= 1; got shots={cfg.shots}, "
                          f"queries={cfg.queries}, gallery={cfg.gallery}, meta_batch={cfg.meta_batch}")
@@ -148,7 +149,7 @@ def _train_meta_locked(cfg: MetaTrainConfig, dataset: SketchDataset, out: Path, 
     level = backend.config["task_level"]
 
     photos_rgb = dataset.load_photos(photos, backend.photo_size)
-    photo_rasters = preprocess_photos(photos_rgb, backend.config["photo_preprocess"])
+    photo_rasters = backend.preprocess(photos_rgb)
     groups, category_of, pools = task_pools(photos, sketch_photo, categories, cfg.shots, level)
     if not pools:
         raise ArgumentError(f"{dataset.name} ({dataset.scheme}): no training category has {cfg.shots + 2} photos "

@@ -116,15 +116,17 @@ def resolve_backend_checkpoint(backend: str, dataset: str, scheme: str, root: st
 
 
 def _split_selection(photo_names: list[str], store_photo_index: np.ndarray, split: str, val_fraction: float | None,
-                     backend_val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+                     train_split: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """``(keep, sketch_rows)``: which of the store's photos form the split's gallery (bool), and the store rows
-    of the split's sketches (those of kept photos)."""
+    of the split's sketches (those of kept photos). ``"val"`` is what the backend held out (``train_split``,
+    recorded in its checkpoint), unless ``val_fraction`` overrides its fraction."""
     if split == "test":
         keep = np.ones(len(photo_names), dtype=bool)
     else:
         from embeddings.train import validation_mask
 
-        held_out = validation_mask(photo_names, backend_val_fraction if val_fraction is None else val_fraction)
+        fraction = float(train_split.get("val_fraction", 0.05)) if val_fraction is None else val_fraction
+        held_out = validation_mask(photo_names, fraction, int(train_split.get("val_min_photos", 0)))
         keep = held_out if split == "val" else ~held_out
     return keep, np.flatnonzero(keep[store_photo_index])
 
@@ -244,14 +246,14 @@ def _build_data(checkpoint: Path, kwargs: dict[str, Any], dataset: str | None, s
     )
     photos = ds.photos(store_split)
     records = ds.sketches(store_split)
-    backend_val = float((net.config.get("train_split") or {}).get("val_fraction", 0.05))
+    train_split = dict(net.config.get("train_split") or {})
     keep, sketch_rows = _split_selection([p.instance for p in photos], store.photo_index, split,
-                                         kwargs["val_fraction"], backend_val)
+                                         kwargs["val_fraction"], train_split)
     photo_ids = np.flatnonzero(keep)
     if len(sketch_rows) == 0:
         raise ArgumentError(
             f"split {split!r} of {ds.name} ({ds.scheme}) has no sketches: {len(photo_ids)} of "
-            f"{len(photos)} photos selected (val_fraction={kwargs['val_fraction'] or backend_val})"
+            f"{len(photos)} photos selected (the backend's held-out photos: {train_split})"
         )
     remap = np.full(len(photos), -1, dtype=np.int64)
     remap[photo_ids] = np.arange(len(photo_ids))

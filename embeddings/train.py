@@ -1,22 +1,32 @@
 """Training the triplet baselines from scratch.
 
-One epoch is one pass over the training photos; each batch holds distinct photos, each with one of its
-sketches drawn at random, augmented (affine + point jitter on the vector sketch before rendering, a
-small affine on the photo raster), and rendered complete (TS, B1) or cut at a random step of the
-schedule (B2, B3). The loss is the in-batch batch-all triplet loss (:func:`embeddings.losses.batch_all_triplet_loss`).
+Each batch holds distinct training photos, each with one of its sketches drawn at random, augmented (affine
+and point jitter on the vector sketch before rendering, optionally a mirror and dropped strokes; a small
+affine on the photo raster) and rendered complete (TS, B1) or cut at a random step of the schedule (B2,
+B3). The loss is the in-batch batch-all triplet loss (:func:`embeddings.losses.batch_all_triplet_loss`).
 
-Validation uses a held-out part of the training photos (``val_fraction``, chosen by a hash of the photo
-name, so it never touches the test split): after every epoch, m@B and A@1 of the held-out sketches
-against the held-out photos; ``backend.pt`` keeps the epoch with the best validation m@B.
+**Length.** A run is defined by counts, never by minutes: ``gradient_steps`` optimizer updates (3,000 by
+default, the B3 models sharing them), or ``epochs`` passes over the training photos. The learning rate
+follows a cosine over the steps. ``minutes`` is only a cap: a run it cuts short says so (``history.json``'s
+``cut_short``, a message), so its figures are not those of the full run.
 
-Every epoch writes ``last.pt`` (model, optimiser, RNG states, history) atomically; a run started again
-with the same output folder and configuration resumes from it. ``minutes`` bounds the wall time of
-training (validation excluded): the learning rate follows a cosine over ``max(step / total_steps,
-elapsed / budget)``, so a time-bounded run still anneals.
+**What the dataset's photos are** decides the photo preprocessing and the augmentation (the dataset's
+``photo_kind``, :data:`PHOTO_KINDS`): renderings (kanji glyphs, the synthetic figures) are inverted grey
+rasters, real photos (QMUL, Sketchy) dilated Canny edge maps, which look like strokes. The choices are
+recorded in the checkpoint (its configuration and ``extra["training"]``); explicit options win.
+
+**Validation** uses a held-out part of the training photos, chosen by a hash of the photo name (so it
+never touches the test split): ``val_fraction`` of them, but at least ``val_min_photos`` (a fraction of a
+small dataset is too few photos to select a checkpoint with: 5 % of Chair-V2's 300 is 15). Every
+``eval_every`` steps it scores m@B and A@1 of held-out sketches against the held-out photos; ``backend.pt``
+keeps the evaluation with the best validation m@B, and ``last.pt`` (model, optimiser, RNG states, the
+position in the epoch, history) is written atomically, so a run started again with the same folder and
+configuration resumes exactly where it stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -32,26 +42,49 @@ import torch
 from embeddings.base import load_backend, make_backend
 from embeddings.losses import HOLEFDistance, batch_all_triplet_loss
 from embeddings.nets import raster_tensor
-from embeddings.triplet import TripletBackend, preprocess_photos
-from sketch_env.cache import atomic_path
+from embeddings.triplet import TripletBackend
+from sketch_env.cache import atomic_path, write_json
 from sketch_env.config import check_config
 from sketch_env.datasets import make_dataset
 from sketch_env.datasets.base import stable_fraction
 from sketch_env.device import resolve_device
-from sketch_env.errors import ArgumentError
+from sketch_env.errors import ArgumentError, ConfigError
 from sketch_env.metrics import m_at_b, ranks_from_embeddings
 from sketch_env.render import render_progressive
 from sketch_env.runs import check_resume, read_resume_file, run_lock
 from sketch_env.schedule import PointSchedule
 from sketch_env.sketch import Sketch
+from sketch_env.threads import usable_cores
 
 __all__ = ["TrainConfig", "TripletSampler", "train_backend", "resolve_device", "validation_mask", "rng_state",
-           "set_rng_state", "read_last"]
+           "set_rng_state", "read_last", "PHOTO_KINDS", "resolve_training"]
+
+#: a run's length when neither gradient_steps nor epochs is given
+DEFAULT_GRADIENT_STEPS = 3000
+
+#: what each kind of photo is trained with, unless set explicitly: backend options (``photo_preprocess``,
+#: ``photo_size``, the size photos are loaded at, ``flip_average``) and TrainConfig fields (``flip``,
+#: ``stroke_drop``). Renderings are inverted grey at the raster size; real photos are edge maps found at
+#: 256 px, with mirrored training pairs, dropped strokes and test-time mirror averaging (README, Chair-V2)
+PHOTO_KINDS: dict[str, dict[str, Any]] = {
+    "rendering": {"photo_preprocess": "invert", "photo_size": 64, "flip_average": False, "flip": False,
+                  "stroke_drop": 0.0},
+    "photo": {"photo_preprocess": "edges", "photo_size": 256, "flip_average": True, "flip": True,
+              "stroke_drop": 0.15},
+}
+_BACKEND_CHOICES = ("photo_preprocess", "photo_size", "flip_average")
 
 
-def validation_mask(instances: list[str], fraction: float) -> np.ndarray:
-    """Which training photos are held out for validation: ``stable_fraction(name, "val") < fraction``."""
-    return np.array([stable_fraction(name, "val") < fraction for name in instances], dtype=bool)
+def validation_mask(instances: list[str], fraction: float, min_photos: int = 0) -> np.ndarray:
+    """Which training photos are held out for validation: those with ``stable_fraction(name, "val") <
+    fraction``, and if fewer than ``min_photos``, the ``min_photos`` lowest by that hash (at most half)."""
+    keys = np.array([stable_fraction(name, "val") for name in instances], dtype=np.float64)
+    mask = keys < fraction
+    want = min(int(min_photos), len(instances) // 2)
+    if mask.sum() < want:
+        mask = np.zeros(len(instances), dtype=bool)
+        mask[np.argsort(keys, kind="stable")[:want]] = True
+    return mask
 
 
 @dataclass
@@ -68,17 +101,28 @@ class TrainConfig:
     out: str | None = None
     """run folder (default ``<data>/backends/<dataset>-<scheme>/<backend>-s<seed>``, where backend names are looked
     up: :func:`embeddings.provision.user_backend_dir`)"""
-    epochs: int = 30
-    minutes: float | None = None
-    """wall-time budget of training (all B3 models together); None: run all epochs"""
-    batch_size: int = 128
+    gradient_steps: int | None = None
+    """the run's length in optimizer updates, all B3 models together (None: 3,000, unless ``epochs`` is given)"""
+    epochs: int | None = None
+    """the run's length in passes over the training photos instead of gradient steps"""
+    batch_size: int = 64
+    """photos per batch (at most the training photos); each brings one of its sketches"""
     lr: float = 1e-3
     weight_decay: float = 1e-4
     seed: int = 0
     device: str = "auto"
+    minutes: float | None = None
+    """a cap on the wall time of training (validation excluded); the run is defined by its steps, and a run
+    the cap cuts short records it (``cut_short``) and says so"""
     val_fraction: float = 0.05
+    """share of the training photos held out for validation (by a hash of the name)"""
+    val_min_photos: int = 50
+    """but at least this many (at most half the photos): enough to select a checkpoint on a small dataset"""
     val_sketches: int = 300
-    """at most this many held-out sketches are scored each epoch"""
+    """at most this many held-out sketches are scored at each evaluation"""
+    eval_every: int | None = None
+    """gradient steps between evaluations (and checkpoints); None: an epoch when ``epochs`` is given, else
+    a twentieth of the run"""
     steps: int = 20
     """schedule length S (partial training and validation)"""
     jitter: float = 0.004
@@ -87,26 +131,36 @@ class TrainConfig:
     scale: float = 0.08
     shift: float = 0.04
     augment: bool = True
+    flip: bool | None = None
+    """mirror half the (sketch, photo) pairs (both alike); None: by the dataset's photo kind (:data:`PHOTO_KINDS`)"""
+    stroke_drop: float | None = None
+    """drop each stroke of a training sketch with this probability (one always stays); None: by photo kind"""
+    ema_horizon: float = 0.2
+    """keep an exponential moving average of the weights over about this share of the run's steps (decay
+    ``1 - 1 / (ema_horizon * steps)``), and evaluate and save it; 0: the raw weights"""
     step_power: float = 0.0
     """which schedule step a partial-sketch training item (B2, B3) is cut at: step t = 1..S with
     ``P(t) = t^p / sum_u u^p``. ``p = 0`` draws every step alike; ``p > 0`` draws later steps, where 1/rank
     and A@q are earned, more often (``p = 1``: the complete sketch 2/(S+1) of the time instead of 1/S), at
-    the cost of the first steps, which m@A weighs (README, baselines)"""
+    the cost of the first steps, which m@A weighs"""
     precision: str = "fp32"
     """precision of the forward pass: ``fp32``, ``bf16`` (bfloat16 autocast; weights, optimiser state and
     the loss stay float32) or ``auto`` (bf16 where the processor computes bfloat16 natively: a CPU with
-    AVX512-BF16, a CUDA GPU with bf16; else fp32). On this project's 2-core CPU bf16 made a B2 epoch 1.35x
-    faster (82 epochs in 10 minutes instead of 56) but did not raise its test figures, so fp32 is the
-    default (README, baselines)"""
+    AVX512-BF16, a CUDA GPU with bf16; else fp32)"""
     progress: bool = True
     backend_options: dict[str, Any] = field(default_factory=dict)
     """overrides of the backend's configuration (e.g. {"loss": "holef"}, {"models": 5})"""
 
     def __post_init__(self) -> None:
-        check_config(self, {"epochs": (1, 10**7), "minutes": (0, None), "batch_size": (2, 1 << 16),
-                            "lr": (0, 10), "weight_decay": (0, 10), "seed": (0, None), "val_fraction": (0, 0.9),
-                            "val_sketches": (1, None), "steps": (1, 1000), "jitter": (0, 1), "rotate_deg": (0, 180),
-                            "scale": (0, 0.9), "shift": (0, 0.5), "step_power": (0, 100)})
+        check_config(self, {"gradient_steps": (1, 10**9), "epochs": (1, 10**7), "minutes": (0, None),
+                            "batch_size": (2, 1 << 16), "lr": (0, 10), "weight_decay": (0, 10), "seed": (0, None),
+                            "val_fraction": (0, 0.9), "val_min_photos": (0, 1 << 20), "val_sketches": (1, None),
+                            "eval_every": (1, None), "steps": (1, 1000), "jitter": (0, 1), "rotate_deg": (0, 180),
+                            "scale": (0, 0.9), "shift": (0, 0.5), "stroke_drop": (0, 0.9), "step_power": (0, 100),
+                            "ema_horizon": (0, 1)})
+        if self.gradient_steps is not None and self.epochs is not None:
+            raise ConfigError("give the run's length as gradient_steps or as epochs, not both "
+                              f"(got gradient_steps={self.gradient_steps}, epochs={self.epochs})")
 
     def output_dir(self, scheme: str) -> Path:
         if self.out:
@@ -116,13 +170,27 @@ class TrainConfig:
         return user_backend_dir(self.backend, self.dataset, scheme, self.seed)
 
 
+def resolve_training(cfg: TrainConfig, photo_kind: str) -> dict[str, Any]:
+    """The augmentation and photo preprocessing a run uses: ``cfg``'s explicit choices, the rest from what
+    the dataset's photos are (:data:`PHOTO_KINDS`)."""
+    if photo_kind not in PHOTO_KINDS:
+        raise ConfigError(f"photo kind {photo_kind!r} is not one of {sorted(PHOTO_KINDS)}")
+    kind = PHOTO_KINDS[photo_kind]
+    return {"photo_kind": photo_kind,
+            **{k: cfg.backend_options.get(k, kind[k]) for k in _BACKEND_CHOICES},
+            "flip": kind["flip"] if cfg.flip is None else cfg.flip,
+            "stroke_drop": kind["stroke_drop"] if cfg.stroke_drop is None else cfg.stroke_drop}
+
+
 class TripletSampler:
     """Batches of (sketch raster, photo raster) for one training run: each of a batch's distinct photos with
     one of its sketches drawn at random, augmented, rendered complete or cut at a step of the schedule."""
 
-    def __init__(self, cfg: TrainConfig, backend: TripletBackend,
-                 photo_rasters: np.ndarray, sketch_groups: list[list[int]], records: list) -> None:
+    def __init__(self, cfg: TrainConfig, backend: TripletBackend, photo_rasters: np.ndarray,
+                 sketch_groups: list[list[int]], records: list, flip: bool = False, stroke_drop: float = 0.0) -> None:
         self.cfg = cfg
+        self.flip = bool(flip and cfg.augment)
+        self.stroke_drop = float(stroke_drop) if cfg.augment else 0.0
         self.render = backend.render_config
         self.partial = bool(backend.config["partial"])
         self.schedule = PointSchedule(cfg.steps)
@@ -145,7 +213,14 @@ class TripletSampler:
         rot = s * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
         pts = (sketch.points - 0.5) @ rot.T + 0.5 + rng.uniform(-c.shift, c.shift, size=2)
         pts = pts + rng.normal(0.0, c.jitter, size=pts.shape)
-        return Sketch(np.clip(pts, 0.0, 1.0), sketch.stroke_ends)
+        out = Sketch(np.clip(pts, 0.0, 1.0), sketch.stroke_ends)
+        if self.stroke_drop > 0 and out.num_strokes > 1:  # a sketch missing a few strokes still shows its photo
+            keep = rng.random(out.num_strokes) >= self.stroke_drop
+            if not keep.any():
+                keep[rng.integers(out.num_strokes)] = True
+            parts = [out.points[a:b] for a, b, k in zip(out.stroke_starts, out.stroke_ends, keep) if k]
+            out = Sketch(np.concatenate(parts), np.cumsum([len(q) for q in parts]))
+        return out
 
     def _augment_photo(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if not self.cfg.augment:
@@ -174,7 +249,40 @@ class TripletSampler:
                 cut = int(self.schedule.cuts(sketch)[t])
             render_progressive(sketch, np.array([cut]), self.render, out=sk[i : i + 1])
             ph[i] = self._augment_photo(self.photos[pid], rng)
+        if self.flip:  # mirror the pair together: a mirrored sketch depicts the mirrored photo
+            mirrored = rng.random(len(photo_ids)) < 0.5
+            sk[mirrored] = sk[mirrored][:, :, ::-1]
+            ph[mirrored] = ph[mirrored][:, :, ::-1]
         return sk, ph
+
+
+class WeightAverage:
+    """An exponential moving average of a backend's weights (buffers, such as batch-norm statistics, are the
+    live ones): ``w_avg <- d w_avg + (1 - d) w`` after every step, ``d = 1 - 1 / horizon_steps``.
+    :meth:`swapped` puts the averaged weights in place for an evaluation or a save."""
+
+    def __init__(self, params: list[torch.nn.Parameter], horizon_steps: float) -> None:
+        self.params = params
+        self.decay = 1.0 - 1.0 / max(horizon_steps, 1.0)
+        self.average = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for avg, p in zip(self.average, self.params):
+            avg.mul_(self.decay).add_(p.detach(), alpha=1.0 - self.decay)
+
+    @contextlib.contextmanager
+    def swapped(self):
+        live = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p, avg in zip(self.params, self.average):
+                p.copy_(avg)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, w in zip(self.params, live):
+                    p.copy_(w)
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
@@ -233,32 +341,36 @@ def read_last(path: Path) -> dict:
     return ckpt
 
 
-def train_backend(cfg: TrainConfig, stop_after_epochs: int | None = None) -> Path:
+def train_backend(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     """Train (or resume) a backend; returns the path of ``backend.pt``.
 
-    ``stop_after_epochs`` ends the call after that many epochs of this call (a stand-in for a kill, used
-    by tests); the run resumes from ``last.pt`` when called again.
+    ``stop_after`` ends the call after that many evaluations of this call (a stand-in for a kill, used by
+    tests); the run resumes from ``last.pt`` when called again.
     """
-    if not (math.isfinite(cfg.step_power) and cfg.step_power >= 0):
-        raise ArgumentError(f"step_power must be a finite number >= 0, not {cfg.step_power!r}")
     device = resolve_device(cfg.device)
     dataset = make_dataset(cfg.dataset, root=cfg.root, **({"scheme": cfg.scheme} if cfg.scheme else {}))
     out = cfg.output_dir(dataset.scheme)
     with run_lock(out):  # one training per run folder
-        return _train_locked(cfg, dataset, out, device, stop_after_epochs)
+        return _train_locked(cfg, dataset, out, device, stop_after)
 
 
-def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.device,
-                  stop_after_epochs: int | None) -> Path:
+def _cosine_lr(base: float, frac: float) -> float:
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(max(frac, 0.0), 1.0)))
+
+
+def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.device, stop_after: int | None) -> Path:
     torch.manual_seed(cfg.seed)
     if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # an explicit thread count wins
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        torch.set_num_threads(usable_cores())
+    chosen = resolve_training(cfg, dataset.photo_kind)
 
     # the backend and the data it is trained on
     options = dict(cfg.backend_options)
     options.setdefault("steps", cfg.steps)
+    options.update({k: chosen[k] for k in _BACKEND_CHOICES})
     options.update(dataset=dataset.name, scheme=dataset.scheme,
-                   train_split={"split": "train", "val_fraction": cfg.val_fraction, "val_salt": "val"})
+                   train_split={"split": "train", "val_fraction": cfg.val_fraction, "val_salt": "val",
+                                "val_min_photos": cfg.val_min_photos})
     backend = make_backend(cfg.backend, **options)
     init_from = backend.config.get("init_from")
     if init_from:  # B3: every model starts from the trained B1 (its photo branch stays frozen)
@@ -267,15 +379,15 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
             branch.load_state_dict(source.sketch_branches[0].state_dict())
         backend.photo_branch.load_state_dict(source.photo_branch.state_dict())
     elif backend.per_step:
-        raise ArgumentError("B3 trains its per-step models from a B1 checkpoint: pass backend option init_from=PATH")
+        raise ConfigError("B3 trains its per-step models from a B1 checkpoint: pass backend option init_from=PATH")
     backend.to(device)
 
     records = dataset.sketches("train")
     photos = dataset.photos("train")
     sketch_photo = dataset.photo_index("train")
     photos_rgb = dataset.load_photos(photos, backend.photo_size)
-    photo_rasters = preprocess_photos(photos_rgb, backend.config["photo_preprocess"])
-    val_photo = validation_mask([p.instance for p in photos], cfg.val_fraction)
+    photo_rasters = backend.preprocess(photos_rgb)
+    val_photo = validation_mask([p.instance for p in photos], cfg.val_fraction, cfg.val_min_photos)
     groups: list[list[int]] = [[] for _ in photos]
     for sid, pid in enumerate(sketch_photo):
         groups[pid].append(sid)
@@ -287,17 +399,26 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
         if len(val_sketch_ids) else val_sketch_ids
     if len(train_photo_ids) < 2:
         raise ArgumentError(f"dataset {dataset.name!r} has too few training photos ({len(train_photo_ids)})")
-    sampler = TripletSampler(cfg, backend, photo_rasters, groups, records)
+    sampler = TripletSampler(cfg, backend, photo_rasters, groups, records, chosen["flip"], chosen["stroke_drop"])
 
     models = backend.config["models"]
     per_model_steps = [np.flatnonzero(backend.model_of_step(np.arange(cfg.steps)) == k) for k in range(models)]
     batch = min(cfg.batch_size, len(train_photo_ids))
     steps_per_epoch = max(1, len(train_photo_ids) // batch)
+    total = cfg.epochs * steps_per_epoch if cfg.epochs is not None else (cfg.gradient_steps or DEFAULT_GRADIENT_STEPS)
+    per_model = max(1, total // models)
+    eval_every = cfg.eval_every or (steps_per_epoch if cfg.epochs is not None else max(1, per_model // 20))
     holef = HOLEFDistance(backend.embed_dim).to(device) if backend.config["loss"] == "holef" else None
     autocast = resolve_precision(cfg.precision, device)
+    training = chosen | {"ema_horizon": cfg.ema_horizon, "gradient_steps": per_model * models, "batch_size": batch,
+                         "steps_per_epoch": steps_per_epoch,
+                         "epochs": round(per_model * batch / len(train_photo_ids), 2), "eval_every": eval_every,
+                         "train_photos": len(train_photo_ids), "val_photos": len(val_photo_ids)}
 
     rng = np.random.default_rng(cfg.seed)
-    state = {"model": 0, "epoch": 0, "elapsed": 0.0, "history": [], "best": -1.0}
+    # step: updates done by the current model; order/position: the epoch's photo permutation and where in it
+    state: dict[str, Any] = {"model": 0, "step": 0, "epoch": 0, "elapsed": 0.0, "history": [], "best": -1.0,
+                             "order": None, "position": 0, "cut_short": False}
     run_config = {"train": asdict(cfg) | {"out": str(out)}, "backend": backend.config}
     last = out / "last.pt"
 
@@ -308,9 +429,11 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     optimizer = make_optimizer(0)
+    averaged = WeightAverage(list(backend.parameters()), cfg.ema_horizon * per_model) if cfg.ema_horizon else None
     ckpt = read_resume_file(last, read_last)
     if ckpt is not None:
-        check_resume(last, json.loads(ckpt["run_config"]), run_config, defaults={"train": asdict(TrainConfig())})
+        check_resume(last, json.loads(ckpt["run_config"]), run_config, defaults={"train": asdict(TrainConfig())},
+                     ignore=("train.minutes", "train.progress"))  # a resumed run may get another cap
         backend.load_state_dict(ckpt["backend"])
         state = json.loads(ckpt["state"])
         optimizer = make_optimizer(state["model"])
@@ -319,82 +442,103 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
             holef.load_state_dict(ckpt["holef"])
         set_rng_state(rng, ckpt["rng"])
         backend.to(device)
-        print(f"resuming {out} at model {state['model']} epoch {state['epoch']}")
+        if averaged is not None:
+            averaged.average = [t.to(device) for t in ckpt["average"]]
+        print(f"resuming {out} at model {state['model']} step {state['step']} of {per_model}")
 
-    budget = None if cfg.minutes is None else cfg.minutes * 60.0 / models
-    epochs_this_call = 0
     from tqdm.auto import tqdm
 
+    budget = None if cfg.minutes is None else cfg.minutes * 60.0
+    evaluations = 0
+    bar = tqdm(total=per_model * models, initial=state["model"] * per_model + state["step"], unit="step",
+               desc=f"{cfg.backend} {dataset.name}", disable=not cfg.progress)
+    losses: list[float] = []
+    actives: list[float] = []
+    t0 = time.perf_counter()
     while state["model"] < models:
         k = state["model"]
-        model_elapsed = state.get("model_elapsed", 0.0)
-        if state["epoch"] >= cfg.epochs or (budget is not None and model_elapsed >= budget):
-            state.update(model=k + 1, epoch=0, model_elapsed=0.0)
+        if state["step"] >= per_model:
+            state.update(model=k + 1, step=0)
             if state["model"] < models:
                 optimizer = make_optimizer(state["model"])
             continue
+        if budget is not None and state["elapsed"] + time.perf_counter() - t0 >= budget:
+            state["cut_short"] = True
+            break
         backend.train()
         if backend.per_step:  # the shared photo branch is frozen for B3
             backend.photo_branch.eval()
-        order = rng.permutation(train_photo_ids)
-        t0 = time.perf_counter()
-        losses, actives = [], []
-        bar = tqdm(range(steps_per_epoch), desc=f"{cfg.backend} m{k} ep{state['epoch'] + 1}/{cfg.epochs}",
-                   disable=not cfg.progress, leave=False, unit="batch")
-        for i in bar:
-            frac = max((state["epoch"] * steps_per_epoch + i) / (cfg.epochs * steps_per_epoch),
-                       0.0 if budget is None else (model_elapsed + time.perf_counter() - t0) / budget)
-            if frac >= 1.0:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
-            ids = order[i * batch : (i + 1) * batch]
-            sk, ph = sampler.batch(ids, rng, per_model_steps[k] if backend.per_step else None)
-            with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-                s_emb = backend.sketch_branches[k](raster_tensor(sk, device))
-                if backend.per_step:
-                    with torch.no_grad():
-                        p_emb = backend.photo_branch(raster_tensor(ph, device))
-                else:
+        if state["order"] is None or state["position"] + batch > len(state["order"]):
+            state["order"], state["position"] = rng.permutation(train_photo_ids).tolist(), 0
+        ids = np.asarray(state["order"][state["position"] : state["position"] + batch])
+        state["position"] += batch
+        for group in optimizer.param_groups:
+            group["lr"] = _cosine_lr(cfg.lr, state["step"] / per_model)
+        sk, ph = sampler.batch(ids, rng, per_model_steps[k] if backend.per_step else None)
+        with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            s_emb = backend.sketch_branches[k](raster_tensor(sk, device))
+            if backend.per_step:
+                with torch.no_grad():
                     p_emb = backend.photo_branch(raster_tensor(ph, device))
-            # the loss in float32: the triplet distances are differences of nearby numbers
-            loss, active = batch_all_triplet_loss(s_emb.float(), p_emb.float(), backend.config["margin"], holef)
-            if holef is not None:
-                loss = loss + holef.penalty()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            actives.append(active)
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", active=f"{np.mean(actives[-20:]):.2f}")
-        bar.close()
-        train_seconds = time.perf_counter() - t0
-        model_elapsed += train_seconds
-        state["elapsed"] += train_seconds
-        state["epoch"] += 1
-        state["model_elapsed"] = model_elapsed
-        row: dict[str, Any] = {"model": k, "epoch": state["epoch"], "loss": float(np.mean(losses)) if losses else None,
+            else:
+                p_emb = backend.photo_branch(raster_tensor(ph, device))
+        # the loss in float32: the triplet distances are differences of nearby numbers
+        loss, active = batch_all_triplet_loss(s_emb.float(), p_emb.float(), backend.config["margin"], holef)
+        if holef is not None:
+            loss = loss + holef.penalty()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if averaged is not None:
+            averaged.update()
+        losses.append(loss.item())
+        actives.append(active)
+        state["step"] += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", active=f"{np.mean(actives[-20:]):.2f}")
+        if state["step"] % eval_every and state["step"] != per_model:
+            continue
+        # an evaluation: validation, the best checkpoint, last.pt
+        state["elapsed"] += time.perf_counter() - t0
+        state["epoch"] = state["step"] // steps_per_epoch  # passes over the training photos so far
+        row: dict[str, Any] = {"model": k, "step": state["step"], "epoch": state["step"] // steps_per_epoch,
+                               "loss": float(np.mean(losses)) if losses else None,
                                "active": float(np.mean(actives)) if actives else None,
-                               "train_seconds": round(train_seconds, 2), "elapsed": round(state["elapsed"], 2),
-                               "batches": len(losses)}
-        if len(val_sketch_ids):
-            row.update(_validate(backend, records, val_sketch_ids, sketch_photo, val_photo_ids, photos_rgb, cfg.steps))
-        state["history"].append(row)
-        print(json.dumps(row))
-        # the model is "best" at its best validation m@B; for B3 the models are kept as trained
-        score = row.get("val_m@B", -float(state["epoch"]))
-        if backend.per_step or score >= state["best"] or not len(val_sketch_ids):
-            state["best"] = score
-            backend.save(out / "backend.pt", extra={"history": json.dumps(state["history"])})
+                               "lr": _cosine_lr(cfg.lr, state["step"] / per_model),
+                               "elapsed": round(state["elapsed"], 2)}
+        losses, actives = [], []
+        with averaged.swapped() if averaged is not None else contextlib.nullcontext():  # the averaged weights
+            if len(val_sketch_ids):
+                row.update(_validate(backend, records, val_sketch_ids, sketch_photo, val_photo_ids, photos_rgb,
+                                     cfg.steps))
+            state["history"].append(row)
+            if not cfg.progress:
+                print(json.dumps(row), flush=True)
+            # the model is "best" at its best validation m@B; for B3 the models are kept as trained
+            score = row.get("val_m@B", float(state["step"]))
+            if backend.per_step or score >= state["best"] or not len(val_sketch_ids):
+                state["best"] = score
+                backend.save(out / "backend.pt", extra={"history": json.dumps(state["history"]),
+                                                        "training": training})
         payload = {"backend": backend.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(rng),
                    "state": json.dumps(state), "run_config": json.dumps(run_config, default=str)}
+        if averaged is not None:
+            payload["average"] = [t.detach().cpu() for t in averaged.average]
         if holef is not None:
             payload["holef"] = holef.state_dict()
         with atomic_path(last) as tmp:
             torch.save(payload, tmp)
-        epochs_this_call += 1
-        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+        t0 = time.perf_counter()
+        evaluations += 1
+        if stop_after is not None and evaluations >= stop_after:
+            bar.close()
             return out / "backend.pt"
-    with atomic_path(out / "history.json") as tmp:
-        tmp.write_text(json.dumps(state["history"], indent=1))
+    bar.close()
+    if state["cut_short"]:
+        done = state["model"] * per_model + state["step"]
+        print(f"sketch-env: the --minutes {cfg.minutes:g} cap cut this training short at {done} of "
+              f"{per_model * models} gradient steps: its figures are not those of the full run; run the same "
+              "command again without the cap (or a larger one) to finish it", flush=True)
+    write_json(out / "history.json", {"history": state["history"], "cut_short": state["cut_short"],
+                                      "training": training})
     return out / "backend.pt"

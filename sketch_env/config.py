@@ -16,7 +16,7 @@ from typing import Any
 
 from sketch_env.errors import ConfigError
 
-__all__ = ["ConfigError", "check_config"]
+__all__ = ["ConfigError", "check_config", "field_docs", "add_config_arguments", "config_from_args"]
 
 
 _KINDS = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "list": list, "None": type(None),
@@ -69,3 +69,78 @@ def check_config(config: Any, ranges: Mapping[str, tuple[float | None, float | N
                 problems.append(f"{field.name} must lie in {bounds}, got {value!r}")
     if problems:
         raise ConfigError(f"{name}: " + "; ".join(problems))
+
+
+# ------------------------------------------------------------------ command-line flags from a dataclass
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of dataclass ``cls`` (the string literal that follows it), by name."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _flag_type(annotation: str):
+    kinds = [k for k in _allowed(annotation) if k is not type(None)]
+    kind = kinds[0] if len(kinds) == 1 else str
+    return kind if kind in (int, float, str) else None
+
+
+def add_config_arguments(parser: Any, cls: type, skip: tuple[str, ...] = (),
+                         help_for: Mapping[str, str] | None = None) -> None:
+    """One flag per field of dataclass ``cls`` (``--gradient-steps`` for ``gradient_steps``): its type and
+    default from the field, its help from the field's docstring (and ``help_for``), the default shown. A bool
+    field gives ``--name/--no-name``; mapping and list fields are skipped (give them their own flags)."""
+    import argparse
+
+    docs = field_docs(cls) | dict(help_for or {})
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "Any")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        flag = "--" + f.name.replace("_", "-")
+        doc = docs.get(f.name, "")
+        shown = f" (default: {default})" if default not in (None, "") else (" (default: none)" if "None" in annotation
+                                                                           else "")
+        if _allowed(annotation)[0] is bool:
+            parser.add_argument(flag, dest=f.name, default=default, action=argparse.BooleanOptionalAction,
+                                help=doc + shown)
+            continue
+        kind = _flag_type(annotation)
+        if kind is None:
+            continue
+        parser.add_argument(flag, dest=f.name, type=_parse_optional(kind) if "None" in annotation else kind,
+                            default=default, metavar=f.name.upper(), help=doc + shown)
+
+
+def _parse_optional(kind: type):
+    def parse(text: str):
+        return None if text.lower() in ("none", "null") else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def config_from_args(cls: type, args: Any, **extra: Any) -> Any:
+    """An instance of ``cls`` from the parsed flags of :func:`add_config_arguments` (and ``extra``)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    return cls(**(values | extra))

@@ -127,3 +127,28 @@ class ExecPayload:
         import builtins
 
         return (builtins.exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
+
+
+def write_tiny_qmul(root: Path, photos: int = 8, per_photo: int = 2, seed: int = 0, variant: str = "ChairV2") -> Path:
+    """A tiny dataset in the published QMUL layout with real-photo content: each "photo" is a coloured
+    polygon on a white background (an edge map finds its outline), each sketch traces that outline with a
+    little jitter, one stroke per edge. ``photos`` photos, 3/4 of them in train, ``per_photo`` sketches each."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "photo").mkdir(exist_ok=True)
+    sketches = {}
+    for i in range(photos):
+        name = f"photo{i:02d}"
+        corners = rng.integers(20, 236, size=(int(rng.integers(3, 6)), 2))
+        img = np.full((256, 256, 3), 255, np.uint8)
+        colour = tuple(int(c) for c in rng.integers(0, 200, 3))
+        cv2.fillPoly(img, [corners.astype(np.int32)], colour)
+        cv2.imwrite(str(root / "photo" / f"{name}.png"), img)
+        split = "train" if i < photos * 3 // 4 else "test"
+        for k in range(per_photo):
+            pts = corners + rng.normal(0, 3, corners.shape)
+            strokes = [[tuple(pts[j]), tuple(pts[(j + 1) % len(pts)])] for j in range(len(pts))]
+            sketches[f"/{split}/{name}_{k + 1}"] = qmul_array(strokes)
+    with open(root / f"{variant}_Coordinate", "wb") as f:
+        pickle.dump(sketches, f)
+    return root

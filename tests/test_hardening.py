@@ -346,7 +346,7 @@ def test_interrupted_writes_and_truncated_resume_files(tmp_path):
     from embeddings.train import train_backend
 
     cfg = _tiny_backend_training(tmp_path)
-    train_backend(cfg, stop_after_epochs=1)
+    train_backend(cfg, stop_after=1)
     run = tmp_path / "b1"
     (run / ".last.pt.xyz.tmp").write_bytes(b"")  # an interrupted atomic write
     last = run / "last.pt"

@@ -119,6 +119,9 @@ class SketchDataset(ABC):
     schemes: tuple[str, ...] = ("instance",)
     #: whether the dataset has photos (QuickDraw has none)
     has_photos: bool = True
+    #: what its photos are: ``"photo"`` (real photographs: QMUL, Sketchy) or ``"rendering"`` (drawn from
+    #: vector data or a font: kanji, synthetic); training chooses photo preprocessing and augmentation by it
+    photo_kind: str = "rendering"
 
     def __init__(self, scheme: str | None = None) -> None:
         scheme = scheme or self.schemes[0]

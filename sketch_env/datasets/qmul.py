@@ -48,6 +48,7 @@ class QMULDataset(SketchDataset):
 
     name = "qmul"
     schemes = ("published",)
+    photo_kind = "photo"
 
     def __init__(self, root: str | Path, variant: str = "ChairV2", scheme: str | None = None) -> None:
         super().__init__(scheme)

@@ -128,6 +128,7 @@ class SketchyDataset(SketchDataset):
 
     name = "sketchy"
     schemes = ("category", "instance")
+    photo_kind = "photo"
 
     def __init__(self, root: str | Path, scheme: str | None = None, curve_step: float = 16.0) -> None:
         super().__init__(scheme)

@@ -27,7 +27,7 @@ def test_validation_split_is_deterministic_and_disjoint():
 def test_training_learns_and_resumes_after_a_kill(tmp_path):
     cfg = _tiny_train(tmp_path, epochs=3)
     # "killed" after one epoch: last.pt is on disk, the run is not finished
-    train_backend(cfg, stop_after_epochs=1)
+    train_backend(cfg, stop_after=1)
     assert (tmp_path / "b1" / "last.pt").exists()
     ckpt = torch.load(tmp_path / "b1" / "last.pt", weights_only=True)
     import json

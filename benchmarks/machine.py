@@ -1,0 +1,234 @@
+"""How fast this machine is, and how fast the B1 sketch branch runs on it: the figures to scale the
+README's times by, and the side-by-side comparison behind the feature-caching settings.
+
+    python -m benchmarks.machine                 # all three parts
+    python -m benchmarks.machine --parts matmul
+
+* ``matmul``: fp32 (and bf16) matrix-product GFLOP/s with torch's threads, the machine's compute limit;
+* ``forward``: rasters/s and GFLOP/s of the B1 sketch branch's forward pass (64 px, the feature caching of
+  every (sketch, step)) for the variants measured side by side: batch sizes, ``channels_last``, bf16
+  autocast, ``torch.compile``; each against the matmul limit;
+* ``busy``: a training step loop alone, then beside one other CPU-bound process, with the thread settings
+  the package uses (``sketch_env.threads``) and with torch's defaults: a busy machine should slow a run
+  proportionally (about 2x on 2 cores), not tenfold.
+
+Writes ``benchmarks/results/machine/README.md`` (command, machine, tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main", "matmul_gflops", "forward_rates"]
+
+def matmul_gflops(dtype: str = "float32", n: int = 1024, seconds: float = 2.0) -> float:
+    import torch
+
+    dt = getattr(torch, dtype)
+    a = torch.randn(n, n).to(dt)
+    b = torch.randn(n, n).to(dt)
+    for _ in range(3):
+        a @ b
+    count, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - t0) / 1e9
+
+
+def _b1_branch():
+    import torch
+
+    from embeddings.base import make_backend
+
+    torch.manual_seed(0)
+    return make_backend("b1").sketch_branches[0].eval()
+
+
+def conv_flop(net, size: int = 64) -> float:
+    """Multiply-adds x 2 of one forward pass of ``net`` on a ``size`` px raster (convolutions and linear
+    layers), counted with forward hooks."""
+    import torch
+
+    total = [0.0]
+
+    def hook(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total[0] += 2.0 * k * output.numel()
+        elif isinstance(module, torch.nn.Linear):
+            total[0] += 2.0 * module.in_features * output.numel()
+
+    layers = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    handles = [m.register_forward_hook(hook) for m in layers]
+    with torch.inference_mode():
+        net.features(torch.zeros(1, 1, size, size))
+    for h in handles:
+        h.remove()
+    return total[0]
+
+
+def forward_rates(seconds: float = 3.0) -> list[dict]:
+    """Rasters/s of the B1 sketch branch's ``features`` for each variant, measured one after another."""
+    import torch
+
+    net = _b1_branch()
+    flop = conv_flop(net)
+    rng = torch.Generator().manual_seed(0)
+    variants = []
+    for batch in (64, 256, 1024):
+        variants.append({"name": f"fp32, batch {batch}", "batch": batch})
+    variants += [{"name": "fp32, batch 256, channels_last", "batch": 256, "channels_last": True},
+                 {"name": "bf16 autocast, batch 256", "batch": 256, "bf16": True},
+                 {"name": "bf16 autocast, batch 256, channels_last", "batch": 256, "bf16": True, "channels_last": True},
+                 {"name": "torch.compile (inductor), batch 256", "batch": 256, "compile": True}]
+    out = []
+    for v in variants:
+        model = net
+        x = (torch.rand(v["batch"], 1, 64, 64, generator=rng) > 0.9).float()
+        if v.get("channels_last"):
+            model = net.to(memory_format=torch.channels_last)
+            x = x.to(memory_format=torch.channels_last)
+        fn = model.features
+        if v.get("compile"):
+            try:
+                fn = torch.compile(model.features, dynamic=False)
+            except Exception as exc:  # no compiler on this machine
+                out.append(v | {"rasters_per_s": None, "note": f"{type(exc).__name__}"})
+                continue
+        try:
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(v.get("bf16"))):
+                for _ in range(2):
+                    fn(x)
+                count, t0 = 0, time.perf_counter()
+                while time.perf_counter() - t0 < seconds:
+                    fn(x)
+                    count += 1
+                rate = count * v["batch"] / (time.perf_counter() - t0)
+        except Exception as exc:  # a backend this machine lacks (e.g. the compiler's toolchain)
+            out.append(v | {"rasters_per_s": None, "note": f"{type(exc).__name__}: {str(exc)[:80]}"})
+            continue
+        finally:
+            net.to(memory_format=torch.contiguous_format)
+        out.append(v | {"rasters_per_s": rate, "gflops": rate * flop / 1e9})
+    return out
+
+
+def _hog(seconds: float) -> None:
+    end = time.time() + seconds
+    x = 0
+    while time.time() < end:
+        x += 1
+
+
+def _step_loop(steps: int) -> float:
+    """Seconds per training step of B1 (batch 64, 64 px) in this process."""
+    import torch
+
+    from embeddings.base import make_backend
+    from embeddings.losses import batch_all_triplet_loss
+
+    torch.manual_seed(0)
+    b = make_backend("b1")
+    b.train()
+    opt = torch.optim.AdamW(list(b.parameters()), lr=1e-3)
+    x = (torch.rand(64, 1, 64, 64) > 0.9).float()
+    for i in range(steps + 3):
+        if i == 3:
+            t0 = time.perf_counter()
+        loss, _ = batch_all_triplet_loss(b.sketch_branches[0](x), b.photo_branch(x.flip(-1)), 0.2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - t0) / steps
+
+
+def busy_slowdown(steps: int = 30) -> list[dict]:
+    """The step loop alone and beside a CPU hog, in fresh processes, with the package's thread settings and
+    with torch's defaults."""
+    rows = []
+    code = ("import sys; sys.path.insert(0, {root!r}); {setup}"
+            "from benchmarks.machine import _step_loop; print(_step_loop({steps}))")
+    root = str(Path(__file__).resolve().parents[1])
+    for label, setup in (("the package's settings (sketch_env.threads)",
+                          "from sketch_env.threads import configure_threads; configure_threads(); "),
+                         ("torch's defaults", "")):
+        times = {}
+        for busy in (False, True):
+            hog = None
+            if busy:
+                hog = mp.get_context("spawn").Process(target=_hog, args=(600,))
+                hog.start()
+            try:
+                res = subprocess.run([sys.executable, "-c", code.format(root=root, setup=setup, steps=steps)],
+                                     capture_output=True, text=True, check=True, timeout=900)
+                times[busy] = float(res.stdout.strip().splitlines()[-1])
+            finally:
+                if hog is not None:
+                    hog.terminate()
+                    hog.join()
+        rows.append({"name": label, "alone_s": times[False], "busy_s": times[True],
+                     "slowdown": times[True] / times[False]})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--parts", nargs="+", default=["matmul", "forward", "busy"], choices=["matmul", "forward", "busy"])
+    p.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    p.add_argument("--out", default="benchmarks/results/machine")
+    args = p.parse_args(argv)
+    import torch
+
+    from sketch_env.threads import configure_threads
+
+    configure_threads()
+    command = f"python -m benchmarks.machine {' '.join(argv if argv is not None else sys.argv[1:])}".strip()
+    lines = ["# This machine", "", f"`{command}`", "",
+             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+             f"with {torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}; "
+             f"{time.strftime('%Y-%m-%d')}.", ""]
+    limit = None
+    if "matmul" in args.parts:
+        fp32 = matmul_gflops("float32", seconds=args.seconds)
+        bf16 = matmul_gflops("bfloat16", seconds=args.seconds)
+        limit = fp32
+        lines += ["## Matrix product (1024 x 1024)", "", "| dtype | GFLOP/s |", "| --- | ---: |",
+                  f"| float32 | {fp32:.1f} |", f"| bfloat16 | {bf16:.1f} |", ""]
+    if "forward" in args.parts:
+        flop = conv_flop(_b1_branch())
+        lines += ["## B1 sketch branch, forward pass (feature caching)", "",
+                  f"{flop / 1e6:.1f} MFLOP per 64 px raster; variants measured one after another in this process.",
+                  "", "| variant | rasters/s | GFLOP/s | of the fp32 matmul |", "| --- | ---: | ---: | ---: |"]
+        for r in forward_rates(args.seconds):
+            if r["rasters_per_s"] is None:
+                lines.append(f"| {r['name']} | - | - | {r['note']} |")
+                continue
+            share = f"{100 * r['gflops'] / limit:.0f} %" if limit else "-"
+            lines.append(f"| {r['name']} | {r['rasters_per_s']:,.0f} | {r['gflops']:.1f} | {share} |")
+        lines.append("")
+    if "busy" in args.parts:
+        lines += ["## A training step beside another CPU-bound process", "",
+                  "B1, batch 64 (seconds per step), each in a fresh process, alone and beside one busy-looping "
+                  "process.",
+                  "", "| threads | alone (s) | busy (s) | slowdown |", "| --- | ---: | ---: | ---: |"]
+        for r in busy_slowdown():
+            lines.append(f"| {r['name']} | {r['alone_s']:.3f} | {r['busy_s']:.3f} | {r['slowdown']:.1f}x |")
+        lines.append("")
+    text = "\n".join(lines)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "README.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
