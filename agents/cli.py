@@ -104,7 +104,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     train.set_defaults(func=_cmd_train, configs=_train_configs)
 
     ev = sub.add_parser("evaluate", help="m@A, m@B, A@q and curves of a trained agent on the test split")
-    ev.add_argument("--model", required=True, help="best.zip / last.zip written by `sketch-env train`")
+    ev.add_argument("--model", required=True, help="best.zip / last.zip written by `sketch-env train`, "
+                    "or the name of a shipped agent (kanji-b1-ppo-a-clip-s0)")
     ev.add_argument("--split", default="test")
     ev.add_argument("--sample", action="store_true", help="sample actions instead of the mean action")
     ev.add_argument("--seed", type=int, default=0, help="seed of the sampled actions")

@@ -72,15 +72,23 @@ def policy_start(data: Any, action_bound: float, with_query_layer: bool = True) 
     return out
 
 
-def _play_split(env_id: str, env_kwargs: dict[str, Any], split: str, env_device: str, act) -> tuple[np.ndarray, int]:
+def _play_split(env_id: str, env_kwargs: dict[str, Any], split: str, env_device: str, act,
+                data: Any = None) -> tuple[np.ndarray, int]:
     import sketch_env  # noqa: F401
 
     # ranks only: the reward (and its Kendall-tau term) is not needed, so it is not computed
     kwargs = dict(env_kwargs, order="sequential", reward="inverse_rank", kendall=False)
-    probe = gym.make(env_id, **dict(kwargs, split=split))
-    n, steps, gallery = probe.unwrapped.num_sketches, probe.unwrapped.steps, probe.unwrapped.gallery_size
-    probe.close()
-    venv = make_native_vec_env(env_id, n, split, env_device, **kwargs)
+    if data is not None:  # the given data instead of the split's: only the env's own arguments apply
+        from sketch_env.envs.vector import OnTheFlyRetrievalVectorEnv
+
+        names = OnTheFlyRetrievalVectorEnv.argument_names()
+        n, steps, gallery = data.num_sketches, data.steps, data.gallery_size
+        venv = OnTheFlyRetrievalVectorEnv(n, data=data, **{k: v for k, v in kwargs.items() if k in names})
+    else:
+        probe = gym.make(env_id, **dict(kwargs, split=split))
+        n, steps, gallery = probe.unwrapped.num_sketches, probe.unwrapped.steps, probe.unwrapped.gallery_size
+        probe.close()
+        venv = make_native_vec_env(env_id, n, split, env_device, **kwargs)
     try:
         obs, _ = venv.reset(seed=0)
         ranks = np.zeros((n, steps), dtype=np.int64)
@@ -99,12 +107,15 @@ def _play_split(env_id: str, env_kwargs: dict[str, Any], split: str, env_device:
 
 
 def evaluate_agent_ranks(model: Any, env_id: str, env_kwargs: dict[str, Any], split: str = "test",
-                         env_device: str = "cpu", deterministic: bool = True, seed: int = 0) -> tuple[np.ndarray, int]:
-    """Ranks ``(n, S)`` of an SB3 model's actions (mean action, or sampled with ``seed``) on every sketch."""
+                         env_device: str = "cpu", deterministic: bool = True, seed: int = 0,
+                         data: Any = None) -> tuple[np.ndarray, int]:
+    """Ranks ``(n, S)`` of an SB3 model's actions (mean action, or sampled with ``seed``) on every sketch of
+    ``split`` (or of ``data``, a :class:`~sketch_env.envs.data.RetrievalData`, with the env's other arguments
+    from ``env_kwargs``)."""
     if not deterministic:
         model.set_random_seed(seed)
     return _play_split(env_id, env_kwargs, split, env_device,
-                       lambda obs: model.predict(obs, deterministic=deterministic)[0])
+                       lambda obs: model.predict(obs, deterministic=deterministic)[0], data=data)
 
 
 def frozen_backend_ranks(env_id: str, env_kwargs: dict[str, Any], split: str = "test") -> tuple[np.ndarray, int]:

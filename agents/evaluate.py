@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from agents.envs import evaluate_agent_ranks, frozen_backend_ranks
-from agents.io import load_agent, read_meta
+from agents.io import PRETRAINED_DIR, load_agent, read_meta, resolve_agent
 from embeddings.evaluate import format_table, plot_curves, write_curves_csv
+from sketch_env.cache import data_dir
 from sketch_env.metrics import retrieval_curves, summarise
 
 __all__ = ["evaluate_model", "COLUMNS"]
@@ -28,9 +29,12 @@ def evaluate_model(path: str | Path, split: str = "test", deterministic: bool = 
     """Score the agent saved at ``path`` (and the frozen backend) on ``split``; write the table and curves.
 
     Returns ``{label: summarise(...) row with "curves" and "ranks"}``; files: ``metrics.md``, ``curves.csv``,
-    ``curves.png`` in ``out`` (default: beside the model, ``eval-<split>/``).
+    ``curves.png`` in ``out`` (default: beside the model, ``eval-<split>/``; for a shipped agent, named
+    instead of a path, the per-user data folder's ``evaluations/<name>-<split>/``).
     """
-    path = Path(path)
+    path = resolve_agent(path)
+    if out is None and path.parent == PRETRAINED_DIR:  # never write into the installed package
+        out = data_dir("evaluations") / f"{path.stem}-{split}"
     meta = read_meta(path)
     model = load_agent(path, device="cpu")
     env_id, env_kwargs = meta["env_id"], dict(meta["env_kwargs"])

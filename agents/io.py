@@ -30,9 +30,29 @@ from sketch_env.device import resolve_device
 from sketch_env.errors import DataFormatError
 from sketch_env.limits import MAX_JSON_BYTES, MAX_MEMBER_BYTES, check_bound, check_file_size
 
-__all__ = ["save_agent", "load_agent", "read_meta", "AGENT_FORMAT"]
+__all__ = ["save_agent", "load_agent", "read_meta", "AGENT_FORMAT", "PRETRAINED_DIR", "shipped_agents", "resolve_agent"]
 
 AGENT_FORMAT = "sketch-env-agent/1"
+
+#: the agents the package ships (``<name>.zip``, the model card ``<name>.zip.json`` beside each)
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+
+
+def shipped_agents() -> list[str]:
+    """The names of the agents the package ships (``agents/pretrained/<name>.zip``)."""
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.zip"))
+
+
+def resolve_agent(path_or_name: str | Path) -> Path:
+    """``path_or_name`` if it is a file; else the shipped agent of that name (e.g. ``kanji-b1-ppo-a-clip-s0``);
+    else a FileNotFoundError naming both and the shipped names."""
+    path = Path(path_or_name)
+    if path.exists():
+        return path
+    if path.name == str(path_or_name) and path.name in shipped_agents():
+        return PRETRAINED_DIR / f"{path.name}.zip"
+    raise FileNotFoundError(f"{path}: no such agent file, and no shipped agent of that name "
+                            f"(shipped: {', '.join(shipped_agents()) or 'none'})")
 
 
 def _box_to_json(space: spaces.Box) -> dict[str, Any]:
@@ -113,9 +133,7 @@ def _check_meta(path: Path, meta: dict[str, Any]) -> None:
 
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The ``sketch_meta`` of a saved agent (plain JSON; nothing is unpickled), checked (:func:`_check_meta`)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such agent file")
+    path = resolve_agent(path)
     check_file_size(path)
     try:
         with zipfile.ZipFile(path) as z:
@@ -137,8 +155,8 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 def load_agent(path: str | Path, env: Any = None, device: str = "cpu") -> Any:
     """Load an agent saved by :func:`save_agent`; its pickled values are rebuilt from the metadata, its weights
     read by SB3 with ``torch.load(weights_only=True)``. Any failure is a :class:`DataFormatError` naming the
-    file."""
-    path = Path(path)
+    file. ``path`` may name a shipped agent (:func:`resolve_agent`)."""
+    path = resolve_agent(path)
     meta = read_meta(path)
     cls, _, _ = algorithm_spec(meta["algo"])
     lr = meta.get("learning_rate") or 3e-4

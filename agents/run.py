@@ -9,8 +9,11 @@ split. It sits in the top layer because it uses both the embedding layer and the
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
+
+from sketch_env.cache import read_json, write_json
 
 __all__ = ["run_main_job", "add_run_command"]
 
@@ -40,17 +43,34 @@ def run_main_job(args: argparse.Namespace) -> int:
     ns = argparse.Namespace(checkpoint=str(checkpoint), dataset=args.dataset, root=args.root, scheme=None,
                             split="test", steps=args.steps, batch_size=64, device=args.device,
                             distractors=args.distractors, out=str(out / "eval"))
-    evaluate_checkpoint(ns)
-    print(f"[run] backend stage done at {(time.perf_counter() - t0) / 60:.1f} min")
-    if args.rl_algo == "none":
-        return 0
-    return _run_rl_stage(args, checkpoint, out, t0)
+    frozen = evaluate_checkpoint(ns, name=f"frozen {args.backend.upper()}")
+    record = read_json(Path(cfg.out) / "history.json")
+    summary = {"command": "sketch-env " + " ".join(getattr(args, "argv", None) or ["run"]),
+               "dataset": args.dataset, "root": args.root, "backend": args.backend, "seed": args.seed,
+               "backend_training": record["training"] | {"cut_short": record["cut_short"],
+                                                          "seconds": record["history"][-1]["elapsed"]},
+               "backend_checkpoint": str(checkpoint),
+               "rows": {k: _figures(v) for k, v in frozen.items()},
+               "minutes": {"backend_stage": round((time.perf_counter() - t0) / 60, 2)}}
+    print(f"[run] backend stage done at {summary['minutes']['backend_stage']:.1f} min")
+    if args.rl_algo != "none":
+        _run_rl_stage(args, checkpoint, out, summary)
+    summary["minutes"]["total"] = round((time.perf_counter() - t0) / 60, 2)
+    write_json(out / "summary.json", summary)
+    print(f"[run] total {summary['minutes']['total']:.1f} min; summary: {out / 'summary.json'}")
+    return 0
 
 
-def _run_rl_stage(args: argparse.Namespace, checkpoint: Path, out: Path, t0: float) -> int:
+def _figures(row: dict) -> dict:
+    """The table's figures of an evaluation row (no curves or ranks)."""
+    return {k: float(row[k]) for k in ("gallery_size", "A@1", "A@5", "A@10", "m@A", "m@B") if k in row}
+
+
+def _run_rl_stage(args: argparse.Namespace, checkpoint: Path, out: Path, summary: dict) -> None:
     """Train ``args.rl_algo`` on the retrieval env of the frozen ``checkpoint`` (validation-selected), then
     score it and the frozen backend on the test split: table printed, curves written."""
     from agents.evaluate import COLUMNS, evaluate_model
+    from agents.io import read_meta
     from agents.train import RLTrainConfig, train_agent
     from embeddings.evaluate import format_table
     from sketch_env.envs.registration import env_id_for_dataset
@@ -66,8 +86,12 @@ def _run_rl_stage(args: argparse.Namespace, checkpoint: Path, out: Path, t0: flo
     print(f"\n{args.dataset} test split, frozen {args.backend.upper()} against {args.rl_algo} started from it "
           f"(mean action; curves: {out / 'eval-rl' / 'curves.png'}):")
     print(format_table(rows, columns=COLUMNS))
-    print(f"[run] total {(time.perf_counter() - t0) / 60:.1f} min")
-    return 0
+    history = [json.loads(line) for line in (best.parent / "history.jsonl").read_text().splitlines() if line]
+    summary["rows"].update({k: _figures(v) for k, v in rows.items()})
+    state = read_meta(best.parent / "last.zip").get("train_state", {})
+    summary["rl_training"] = {"algo": args.rl_algo, "env_steps": history[-1]["timesteps"],
+                              "seconds": history[-1]["elapsed"], "cut_short": bool(state.get("cut_short")),
+                              "agent": str(best)}
 
 
 def add_run_command(sub: argparse._SubParsersAction) -> None:

@@ -141,12 +141,15 @@ def evaluate_run(args: argparse.Namespace, out: Path, algo: str, seed: int, trai
         for r in csv.DictReader(f):
             curves.setdefault(r["method"], []).append((float(r["percent"]), float(r["ranking_percentile"]),
                                                        float(r["inverse_rank"])))
+    from agents.io import read_meta
+
+    cut_short = bool(read_meta(out / "last.zip").get("train_state", {}).get("cut_short"))
     agent = rows[next(k for k in rows if k != "frozen backend")]
     print(f"[{tag or algo} s{seed}] {train_s / 60:.1f} min this call; test m@A {agent['m@A']:.1f} "
           f"m@B {agent['m@B']:.1f}", flush=True)
     return {"algo": algo, "tag": tag or algo, "seed": seed, "rows": rows, "train_seconds": train_s,
             "run_seconds": history[-1]["elapsed"] if history else train_s, "curves": curves,
-            "timesteps": history[-1]["timesteps"] if history else 0}
+            "timesteps": history[-1]["timesteps"] if history else 0, "cut_short": cut_short}
 
 
 def backend_label(args: argparse.Namespace) -> str:
@@ -179,10 +182,13 @@ def write_results(groups: dict[str, tuple[str, list[dict]]], results: list[dict]
         for c in ("m@A", "m@B"):
             stats[f"Δ {c}"] = mean_ci([r["rows"][label][c] - r["rows"]["frozen backend"][c] for r in runs])
         minutes = np.mean([r["run_seconds"] for r in runs]) / 60
+        if any(r.get("cut_short") for r in runs):  # not a full run: its figures are not the method's
+            label_md += f" (cut short by --minutes {args.minutes:g})"
         table_rows[label_md] = stats | {"minutes": f"{minutes:.1f}"}
         curves[key] = np.mean([np.asarray(r["curves"][label]) for r in runs], axis=0).tolist()
         for r in runs:
             csv_rows.append({"run": key, "seed": r["seed"], **{c: r["rows"][label][c] for c in COLUMNS},
+                             "env_steps": r["timesteps"], "cut_short": bool(r.get("cut_short")),
                              "run_seconds": round(r["run_seconds"], 1)})
     seeds = sorted({r["seed"] for r in results})
     lines = [f"`{cmd.strip()}` ({platform.machine()}, {os.cpu_count()} CPUs, {len(seeds)} seeds, mean ± 95 % "
@@ -201,6 +207,8 @@ def write_results(groups: dict[str, tuple[str, list[dict]]], results: list[dict]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.md").write_text(table + "\n")
+    (out / "README.md").write_text(f"# {title}\n\n{table}\n\n![curves](curves.png)\n\nFiles: `{name}.csv` (one row "
+                                   "per run: method, seed, test figures, env steps, wall time), `curves.png`.\n")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(csv_rows[0]))
     writer.writeheader()
@@ -220,7 +228,8 @@ def add_run_args(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--backend", default="b1", help="the frozen backend the policies start from (b1, b2, path)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--minutes", type=float, default=15.0, help="wall-time budget per run")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="an optional cap on each run's training time (the table marks runs it cut short)")
     p.add_argument("--timesteps", type=int, default=None, help="env steps per run (default: the YAML's)")
     p.add_argument("--eval-every", type=int, default=100_000)
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="hyper-parameter override")

@@ -51,6 +51,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "mirror averaging": {"backend_options": {"flip_average": True}},
     "no weight average": {"ema_horizon": 0.0},
     "validation 5 % of photos, no minimum": {"val_min_photos": 0},
+    "validation of at least 30 photos": {"val_min_photos": 30},
     "128 px rasters, 800 steps": {"gradient_steps": 800,
                                   "backend_options": {"render": {"size": 128, "line_width": 3}}},
     "wider backbone (48-96-192-192), 1500 steps": {"gradient_steps": 1500,
@@ -58,9 +59,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 #: the rows that undo one choice of each photo kind's recipe (the others add one: for the other kind)
 DEFAULT_VARIANTS = {
-    "photo": ["default", "photos as inverted grey", "edges found at 64 px", "no mirrored pairs",
-              "no dropped strokes", "no mirror averaging", "no weight average",
-              "validation 5 % of photos, no minimum", "128 px rasters, 800 steps",
+    "photo": ["default", "validation of at least 30 photos", "validation 5 % of photos, no minimum",
+              "photos as inverted grey", "edges found at 64 px", "no mirrored pairs", "no dropped strokes",
+              "no mirror averaging", "no weight average", "128 px rasters, 800 steps",
               "wider backbone (48-96-192-192), 1500 steps"],
     "rendering": ["default", "photos as edge maps", "mirrored pairs", "dropped strokes (0.15)", "mirror averaging",
                   "no weight average"],

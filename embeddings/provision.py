@@ -47,6 +47,7 @@ from sketch_env.cache import cache_dir, data_dir, stable_hash
 from sketch_env.datasets import NEEDS_ROOT, make_dataset
 from sketch_env.device import resolve_device
 from sketch_env.envs.data import ENV_SPLITS, RetrievalData
+from sketch_env.envs.retrieval import OnTheFlyRetrievalEnv
 from sketch_env.errors import ArgumentError
 
 __all__ = ["load_retrieval_data", "resolve_backend_checkpoint", "adapted_checkpoint", "pretrained_checkpoint",
@@ -403,15 +404,13 @@ def _split_env_kwargs(kwargs: dict[str, Any], option_names: tuple[str, ...], wha
 def make_retrieval_env(**kwargs: Any):
     """The entry point of the ``SketchEnv/OnTheFly-*`` ids: provision the data (:func:`load_retrieval_data`)
     and build :class:`~sketch_env.envs.retrieval.OnTheFlyRetrievalEnv` from it (the env's Arguments)."""
-    from sketch_env.envs.retrieval import OnTheFlyRetrievalEnv
-
     if kwargs.get("data") is not None:
         return OnTheFlyRetrievalEnv(**kwargs)
     data_kwargs, env_kwargs = _split_env_kwargs(kwargs, OnTheFlyRetrievalEnv.argument_names(), "retrieval env")
     return OnTheFlyRetrievalEnv(data=load_retrieval_data(**data_kwargs), **env_kwargs)
 
 
-make_retrieval_env.metadata = {"render_modes": ["rgb_array"], "render_fps": 4}  # what gym.make reads
+make_retrieval_env.metadata = OnTheFlyRetrievalEnv.metadata  # what gym.make reads (render modes)
 
 
 def make_retrieval_vector_env(num_envs: int = 1, **kwargs: Any):

@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,8 +42,10 @@ from sketch_env.errors import ArgumentError
 from sketch_env.render import render_progressive_batch
 from sketch_env.runs import entry_lock, lock_path
 from sketch_env.schedule import Schedule
+from sketch_env.sketch import Sketch
 
 __all__ = [
+    "embed_progressive",
     "FeatureStore",
     "feature_store_key",
     "open_feature_store",
@@ -216,6 +219,27 @@ def _check_shape(what: str, arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarr
 # ----------------------------------------------------------------------------- building
 
 
+def embed_progressive(backend: EmbeddingBackend, sketches: Sequence[Sketch], schedule: Schedule,
+                      batch_size: int = 256) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Every sketch drawn step by step (``schedule``) and embedded: yields ``(lo, hi, features, queries)``
+    for ``sketches[lo:hi]``, features ``(hi - lo, S, F)`` and queries ``(hi - lo, S, d)``, with about
+    ``batch_size`` rasters in memory at a time."""
+    steps, config = _steps_of(schedule), backend.render_config
+    feat, dim = backend.feature_dim, backend.embed_dim
+    per_batch = max(1, batch_size // steps)
+    for lo in range(0, len(sketches), per_batch):
+        hi = min(lo + per_batch, len(sketches))
+        b = hi - lo
+        rasters = render_progressive_batch(list(sketches[lo:hi]), schedule, config)
+        if rasters.shape[1] != steps:
+            raise ArgumentError(f"schedule {schedule.key()} gave {rasters.shape[1]} steps, expected {steps}")
+        flat = rasters.reshape(b * steps, config.size, config.size)
+        step = np.tile(np.arange(steps), b)
+        f = _check_shape("sketch features", backend.sketch_features(flat, step=step), (b * steps, feat))
+        q = _check_shape("queries", backend.queries(f, step=step), (b * steps, dim))
+        yield lo, hi, f.reshape(b, steps, feat), q.reshape(b, steps, dim)
+
+
 def _build(
     tmp: Path,
     key: str,
@@ -235,25 +259,15 @@ def _build(
     n, steps, num_photos = len(records), _steps_of(schedule), len(photos)
     feat, dim = backend.feature_dim, backend.embed_dim
     config = backend.render_config
-    per_batch = max(1, batch_size // steps)  # sketches per batch: at most ~batch_size rasters in memory
 
     features = _open_array(tmp / "sketch_features.npy", (n, steps, feat), np.float32)
     queries = _open_array(tmp / "queries.npy", (n, steps, dim), np.float32)
     desc = f"features {dataset.name}/{split}"
     with tqdm(total=n * steps, desc=desc, unit="raster", disable=not progress, leave=False) as bar:
-        for lo in range(0, n, per_batch):
-            hi = min(lo + per_batch, n)
-            b = hi - lo
-            rasters = render_progressive_batch([r.sketch for r in records[lo:hi]], schedule, config)
-            if rasters.shape[1] != steps:
-                raise ArgumentError(f"schedule {schedule.key()} gave {rasters.shape[1]} steps, expected {steps}")
-            flat = rasters.reshape(b * steps, config.size, config.size)
-            step = np.tile(np.arange(steps), b)
-            f = _check_shape("sketch features", backend.sketch_features(flat, step=step), (b * steps, feat))
-            q = _check_shape("queries", backend.queries(f, step=step), (b * steps, dim))
-            features[lo:hi] = f.reshape(b, steps, feat)
-            queries[lo:hi] = q.reshape(b, steps, dim)
-            bar.update(b * steps)
+        for lo, hi, f, q in embed_progressive(backend, [r.sketch for r in records], schedule, batch_size):
+            features[lo:hi] = f
+            queries[lo:hi] = q
+            bar.update((hi - lo) * steps)
     sketch_seconds = time.perf_counter() - start
 
     gallery = gallery_embeddings(backend, dataset, split, batch_size, progress)

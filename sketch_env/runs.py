@@ -76,17 +76,23 @@ def prepare_run_folder(folder: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def run_lock(folder: str | Path) -> Iterator[Path]:
-    """Hold run folder ``folder`` (created if needed) for the block; held elsewhere, a
-    :class:`RunLockedError` names the holder. Stale temporaries of interrupted writes are removed once held."""
+def run_lock(folder: str | Path, wait: bool = True) -> Iterator[Path]:
+    """Hold run folder ``folder`` (created if needed) for the block. Held by another process, it is waited
+    for (a message after a second names the holder), so a second start of the same training finds the run
+    finished and reuses it; with ``wait=False`` a :class:`RunLockedError` names the holder instead. Stale
+    temporaries of interrupted writes are removed once held."""
     folder = prepare_run_folder(folder)
     lock_path = folder / LOCK_NAME
     lock = FileLock(str(lock_path))
     try:
-        lock.acquire(timeout=0)
+        lock.acquire(timeout=1.0 if wait else 0)
     except Timeout:
-        raise RunLockedError(f"{folder} is in use by {_holder(lock_path)}: wait for it to finish, or pass "
-                             "another --out") from None
+        if not wait:
+            raise RunLockedError(f"{folder} is in use by {_holder(lock_path)}: wait for it to finish, or pass "
+                                 "another --out") from None
+        print(f"sketch_env: waiting for {_holder(lock_path)}, which holds the run folder {folder}",
+              file=sys.stderr, flush=True)
+        lock.acquire()
     with _held(lock, lock_path):
         remove_stale_temporaries(folder)
         yield folder

@@ -1,6 +1,7 @@
 """The stroke-order game as a PettingZoo environment, by PettingZoo's constructor convention
-(``from sketch_env import stroke_order_v0; env = stroke_order_v0.parallel_env(...)``, or ``env(...)`` for the
-AEC form). See :class:`sketch_env.envs.stroke_order.StrokeOrderParallelEnv` for the game and its arguments.
+(``from sketch_env import stroke_order_v0; env = stroke_order_v0.parallel_env(...)``; ``env(...)`` for the
+AEC form, ``raw_env(...)`` for the AEC form without PettingZoo's order-enforcing wrapper). See
+:class:`sketch_env.envs.stroke_order.StrokeOrderParallelEnv` for the game and its arguments.
 """
 
 from __future__ import annotations
@@ -24,11 +25,17 @@ def parallel_env(**kwargs: Any) -> StrokeOrderParallelEnv:
     return load_env_creator(STROKE_ORDER_ENTRY_POINT)(**kwargs)
 
 
-raw_env = parallel_env
+def raw_env(**kwargs: Any):
+    """The AEC form, unwrapped (``pettingzoo.utils.conversions.parallel_to_aec_wrapper``: agents act in turn,
+    the same game)."""
+    from pettingzoo.utils.conversions import parallel_to_aec_wrapper
+
+    return parallel_to_aec_wrapper(parallel_env(**kwargs))
 
 
 def env(**kwargs: Any):
-    """The AEC form (``pettingzoo.utils.parallel_to_aec``: agents act in turn, the same game)."""
-    from pettingzoo.utils.conversions import parallel_to_aec
+    """The AEC form as PettingZoo's ``env()`` gives it: :func:`raw_env` in PettingZoo's order-enforcing
+    wrapper (``reset`` before ``step``, no access to attributes that do not exist yet)."""
+    from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
-    return parallel_to_aec(parallel_env(**kwargs))
+    return OrderEnforcingWrapper(raw_env(**kwargs))

@@ -273,22 +273,65 @@ def _hold(folder: str, seconds: float) -> None:
         time.sleep(seconds)
 
 
-def test_a_second_writer_of_a_run_folder_is_refused_with_the_holder(tmp_path):
-    ctx = mp.get_context("spawn")
-    p = ctx.Process(target=_hold, args=(str(tmp_path / "run"), 20))
+def _start_holder(folder, seconds: float):
+    p = mp.get_context("spawn").Process(target=_hold, args=(str(folder), seconds))
     p.start()
+    deadline = time.time() + 15
+    while not (folder / ".lock.owner").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    return p
+
+
+def test_a_second_writer_of_a_run_folder_is_refused_with_the_holder_when_it_will_not_wait(tmp_path):
+    p = _start_holder(tmp_path / "run", 20)
     try:
-        deadline = time.time() + 15
-        while not (tmp_path / "run" / ".lock.owner").exists() and time.time() < deadline:
-            time.sleep(0.1)
         with pytest.raises(RunLockedError, match=f"process {p.pid}"):
-            with run_lock(tmp_path / "run"):
+            with run_lock(tmp_path / "run", wait=False):
                 pass
     finally:
         p.terminate()
         p.join()
-    with run_lock(tmp_path / "run"):  # released when the holder ends
+    with run_lock(tmp_path / "run", wait=False):  # released when the holder ends
         pass
+
+
+def test_a_second_writer_of_a_run_folder_waits_for_the_holder(tmp_path, capsys):
+    p = _start_holder(tmp_path / "run", 4)
+    try:
+        with run_lock(tmp_path / "run"):
+            assert not p.is_alive() or p.exitcode is None  # acquired only once the holder let go
+            p.join(timeout=30)
+            assert p.exitcode == 0
+    finally:
+        p.terminate()
+        p.join()
+    assert f"waiting for process {p.pid}" in capsys.readouterr().err
+
+
+def _train_synthetic(out: str, cache: str, data: str) -> None:
+    import os
+
+    os.environ.update(SKETCH_ENV_CACHE=cache, SKETCH_ENV_DATA=data)
+    from embeddings.train import TrainConfig, train_backend
+
+    train_backend(TrainConfig(backend="b1", dataset="synthetic", gradient_steps=30, eval_every=10, steps=5,
+                              progress=False, out=out, backend_options={"channels": [4, 8], "embed_dim": 8}))
+
+
+def test_two_concurrent_starts_of_one_training_train_it_once(tmp_path):
+    import json
+    import os
+
+    ctx = mp.get_context("spawn")
+    args = (str(tmp_path / "run"), os.environ["SKETCH_ENV_CACHE"], os.environ["SKETCH_ENV_DATA"])
+    procs = [ctx.Process(target=_train_synthetic, args=args) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0, 0]
+    record = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["step"] for h in record["history"]] == [10, 20, 30]  # one run's evaluations, not two
 
 
 def test_concurrent_first_builds_of_a_store_build_it_once(synthetic_checkpoint, tmp_path):

@@ -91,14 +91,14 @@ class OnTheFlyRetrievalEnv(DataBackedEnv, gym.Env):
     Data: ``dataset`` (a :func:`sketch_env.datasets.make_dataset` name; default: the dataset and split
     scheme recorded in the checkpoint when ``backend`` is a path, else ``"kanji"``), ``data_root`` (for datasets read
     from disk), ``scheme`` (split scheme, the dataset's default), ``backend`` (``ts``/``b1``/``b2``/``b3``
-    or a path to a ``backend.pt``; names resolve to ``runs/embeddings/<dataset>-<scheme>/<name>-s<seed>``
-    as ``sketch-env embed train`` writes it, then to the cache), ``backend_seed`` (0), ``split``
+    or a path to a ``backend.pt``; a name resolves to the checkpoint the package ships for the dataset, then
+    to ``<data>/backends/<dataset>-<scheme>/<name>-s<seed>/backend.pt`` as ``sketch-env embed train`` writes
+    it, ``<data>`` the per-user data folder; nothing is ever trained here: a missing backend is an error
+    naming the command that trains it), ``backend_seed`` (0), ``split``
     (``"train"``, ``"val"``: the photos the backend held out for validation and their sketches, excluded
     from ``"train"``; ``"test"``), ``steps`` and ``schedule`` (``"points"`` or ``"strokes"``),
     ``distractors`` (append every other photo of the dataset to the gallery), ``val_fraction`` (default:
-    the backend's), ``train_if_missing`` (train a missing backend on first use, with a progress bar and a
-    message: 10 minutes for kanji's B1), ``train_options`` (:class:`embeddings.train.TrainConfig` fields
-    for that), ``backend_device`` and ``progress``. ``gym.make`` hands these to the id's entry point,
+    the backend's), ``backend_device`` and ``progress``. ``gym.make`` hands these to the id's entry point,
     :func:`embeddings.provision.make_retrieval_env`, which provisions the data and builds the env from it.
 
     Behaviour: ``reward``, ``gamma1`` (1.0), ``gamma2`` (1.0), ``reward_scale`` (1.0), ``action``
@@ -106,7 +106,9 @@ class OnTheFlyRetrievalEnv(DataBackedEnv, gym.Env):
     non-``paper`` rewards cheaper and drops ``info["kendall_tau"]``), ``topk`` (5),
     ``observe_progress`` (False), ``obs_bound`` (1000.0), ``action_bound`` (1.0), ``order``
     (``"random"``), ``kernel`` (the Kendall kernel: ``"auto"`` uses numba when installed), ``render_mode``
-    (``None`` or ``"rgb_array"``: the partial sketch beside the top-k photos, the true one framed green).
+    (``None``; ``"rgb_array"``: frames of one fixed size, :func:`~sketch_env.envs.render.frame_shape`
+    ``(topk)``, the partial sketch beside the top-k photos and the true one framed green; ``"human"``: the
+    same frames in a matplotlib window at every step).
 
     The class itself takes ``data``, a :class:`~sketch_env.envs.data.RetrievalData` (see :meth:`from_arrays`
     for arrays of your own), and the behaviour arguments; it never loads or trains anything.
@@ -124,7 +126,7 @@ class OnTheFlyRetrievalEnv(DataBackedEnv, gym.Env):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 4}
 
     def __init__(self, data: RetrievalData | None = None, *, render_mode: str | None = None, kernel: str = "auto",
                  **options: Any) -> None:
@@ -133,11 +135,12 @@ class OnTheFlyRetrievalEnv(DataBackedEnv, gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ArgumentError(f"render_mode must be None or one of {self.metadata['render_modes']}, "
                                 f"got {render_mode!r}")
-        if render_mode == "rgb_array" and not self.data.can_render:
+        if render_mode is not None and not self.data.can_render:
             raise ArgumentError(
-                "render_mode='rgb_array' needs the dataset's sketches and photos; data made from arrays have none"
+                f"render_mode={render_mode!r} needs the dataset's sketches and photos; data made from arrays have none"
             )
         self.render_mode = render_mode
+        self._window = None
         self.observation_space, self.action_space = make_spaces(self.data, self.options)
         self._engine = RetrievalEngine(self.data, 1, self.options, "numpy", kernel=kernel)
         self._episodes = 0
@@ -157,6 +160,8 @@ class OnTheFlyRetrievalEnv(DataBackedEnv, gym.Env):
         self._engine.begin(np.array([0]), np.array([sketch]))
         self._engine.last_info = None
         info = {"sketch_index": sketch, "photo_index": int(self._engine.photo[0])}
+        if self.render_mode == "human":
+            self.render()
         return self._engine.observe()[0], info
 
     def step(self, action: np.ndarray):
@@ -165,6 +170,8 @@ class OnTheFlyRetrievalEnv(DataBackedEnv, gym.Env):
         one = {key: (value[0] if key == "topk" else value[0].item()) for key, value in info.items()}
         if np.isnan(one["kendall_tau"]):  # undefined: the first step, or kendall=False
             del one["kendall_tau"]
+        if self.render_mode == "human":
+            self.render()
         return self._engine.observe()[0], float(reward[0]), bool(terminated[0]), False, one
 
     def render(self) -> np.ndarray | None:
@@ -175,9 +182,21 @@ class OnTheFlyRetrievalEnv(DataBackedEnv, gym.Env):
 
         state = self._engine.state_for(0)
         last = self._engine.last_info
-        return render_retrieval(
-            self.data, state["sketch"], state["t"], None if last is None else {k: v[0] for k, v in last.items()}
-        )
+        info = None if last is None or state["t"] == 0 else {k: v[0] for k, v in last.items()}
+        frame = render_retrieval(self.data, state["sketch"], state["t"], info, self._engine.k)
+        if self.render_mode == "human":
+            from sketch_env.envs.render import HumanWindow
+
+            self._window = self._window or HumanWindow(self.metadata["render_fps"])
+            self._window.show(frame)
+            return None
+        return frame
+
+    def close(self) -> None:
+        if self._window is not None:
+            self._window.close()
+            self._window = None
+        super().close()
 
     def __repr__(self) -> str:
         return f"OnTheFlyRetrievalEnv({self.data!r}, reward={self.options.reward!r}, action={self.options.action!r})"

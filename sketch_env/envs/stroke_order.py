@@ -28,7 +28,18 @@ Observations and actions (spaces from cached ``observation_space(agent)`` / ``ac
 * ``sketcher``: ``Dict(observation=Box(F + 6 M), action_mask=Box(0, 1, (M,), int8))`` with ``M =
   max_strokes``: the canvas feature and, per stroke slot, ``[centre x, centre y, length, human order
   (i / (n - 1)), drawn, present]`` (zeros for empty slots); action ``Discrete(M)``, a stroke index whose
-  mask entry is 1. A drawn, absent or out-of-range stroke is an error naming it.
+  mask entry is 1. A stroke that is drawn, absent or out of range is illegal: with ``illegal="next"`` (the
+  default, so that unmasked random play, as in PettingZoo's own tests, runs) the env draws the first stroke
+  not drawn yet in human order instead and says so in ``info["illegal_stroke"]``; with ``illegal="error"``
+  it is an error naming it.
+
+Episode end and truncation: the game ends as above; ``max_cycles`` (PettingZoo's argument, default none)
+truncates every agent after that many steps; ``min_strokes`` leaves sketches with fewer strokes out of the
+episodes (the order of one or two strokes decides little).
+
+Rendering (``render_mode``): ``"rgb_array"`` frames of one fixed size (:func:`sketch_env.envs.render.frame_shape`
+``(5)``): the canvas, the last ranking's five best photos and the true photo; ``"human"`` shows them in a
+matplotlib window at every step.
 
 Features of arbitrary stroke subsets cannot be cached ahead: each canvas is rendered (:mod:`sketch_env.render`,
 the backend's render settings) and embedded on the fly, through a bounded LRU cache keyed by (sketch,
@@ -102,17 +113,30 @@ class StrokeOrderParallelEnv(ParallelEnv):
         order: ``"random"`` or ``"sequential"`` choice of the episode's sketch.
         cache_size: canvases whose features are kept (LRU).
         action_bound, obs_bound: the Box bounds.
+        illegal: ``"next"`` (an illegal stroke choice draws the first undrawn stroke) or ``"error"``.
+        max_cycles: truncate every agent after this many steps (None: never).
+        min_strokes: episodes only of sketches with at least this many strokes.
+        render_mode: None, ``"rgb_array"`` or ``"human"``.
     """
 
-    metadata = {"name": "stroke_order_v0", "render_modes": [], "is_parallelizable": True}
+    metadata = {"name": "stroke_order_v0", "render_modes": ["human", "rgb_array"], "render_fps": 2,
+                "is_parallelizable": True}
 
     def __init__(self, data: RetrievalData | None = None, max_strokes: int | None = None, reward: str = "paper",
                  gamma1: float = 1.0, gamma2: float = 1.0, reward_scale: float = 1.0, action: str = "direct",
                  sketch_less: bool = False, order: str = "random", cache_size: int = 20_000,
                  action_bound: float = 1.0, obs_bound: float = 1000.0, kernel: str = "auto",
+                 illegal: str = "next", max_cycles: int | None = None, min_strokes: int = 1,
                  render_mode: str | None = None) -> None:
-        if render_mode is not None:
-            raise ArgumentError("the stroke-order env has no render modes (render_mode must be None)")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ArgumentError(f"render_mode must be None or one of {self.metadata['render_modes']}, "
+                                f"got {render_mode!r}")
+        if illegal not in ("next", "error"):
+            raise ArgumentError(f"illegal must be 'next' or 'error', got {illegal!r}")
+        if max_cycles is not None and not is_count(max_cycles):
+            raise ArgumentError(f"max_cycles must be None or an integer >= 1, got {max_cycles!r}")
+        if not is_count(min_strokes):
+            raise ArgumentError(f"min_strokes must be an integer >= 1, got {min_strokes!r}")
         if action not in ACTION_MODES:
             raise ArgumentError(f"action must be one of {ACTION_MODES}, got {action!r}")
         if order not in ORDERS:
@@ -157,7 +181,15 @@ class StrokeOrderParallelEnv(ParallelEnv):
         self._obs_bound = float(obs_bound)
         self._np_random, _ = seeding.np_random(None)
         self._episodes = 0
-        self.render_mode = None
+        self.illegal = illegal
+        self.max_cycles = None if max_cycles is None else int(max_cycles)
+        self.min_strokes = int(min_strokes)
+        self._pool = np.flatnonzero([sk.num_strokes >= self.min_strokes for sk in self.sketches])
+        if not len(self._pool):
+            raise ArgumentError(f"no sketch of the split has min_strokes={min_strokes} strokes or more")
+        self.render_mode = render_mode
+        self._window = None
+        self._last: dict[str, Any] | None = None
 
     @classmethod
     def argument_names(cls) -> tuple[str, ...]:
@@ -257,8 +289,15 @@ class StrokeOrderParallelEnv(ParallelEnv):
         if seed is not None:
             self._np_random, _ = seeding.np_random(seed)
             self._episodes = 0
-        self._sketch = step.choose_sketch(options, len(self.sketches), self.order, self._episodes, self._np_random)
+        if options and options.get("sketch_index") is not None:
+            self._sketch = step.choose_sketch(options, len(self.sketches), self.order, self._episodes,
+                                              self._np_random)
+        else:  # among the sketches with at least min_strokes strokes
+            self._sketch = int(self._pool[step.choose_sketch(options, len(self._pool), self.order, self._episodes,
+                                                             self._np_random)])
         self._episodes += 1
+        self._cycles = 0
+        self._last = None
         sketch = self.sketches[self._sketch]
         if sketch.num_strokes > self.max_strokes:
             src = self.data.sketch_records[self._sketch].source
@@ -274,6 +313,8 @@ class StrokeOrderParallelEnv(ParallelEnv):
         self._scored = 0
         self.agents = list(AGENTS)
         info = {"sketch_index": self._sketch, "photo_index": self._photo, "strokes": sketch.num_strokes}
+        if self.render_mode == "human":
+            self.render()
         return self._observations(), {a: dict(info) for a in self.agents}
 
     def _query(self, action: Any) -> np.ndarray:
@@ -281,12 +322,15 @@ class StrokeOrderParallelEnv(ParallelEnv):
         a = as_actions(np.asarray(action).reshape(-1), (self._embed_dim,), name="retriever action")
         return step.queries_from_actions(a[None], self._own[None] if self.action_mode == "residual" else None)
 
-    def _stroke(self, action: Any) -> int:
-        """The sketcher's stroke index (``action`` checked against the mask)."""
+    def _stroke(self, action: Any) -> tuple[int, bool]:
+        """The sketcher's stroke index (``action`` checked against the mask) and whether the choice was
+        illegal (``illegal="next"``: then the first undrawn stroke)."""
         j = action
         if isinstance(j, np.ndarray) and j.shape in ((), (1,)):
             j = j.reshape(()).item()
         n = len(self._drawn)
+        if self.illegal == "next" and not (is_count(j, 0) and j < n and not self._drawn[j]):
+            return int(np.flatnonzero(~self._drawn)[0]), True
         if not is_count(j, 0) or not j < self.max_strokes:
             raise ArgumentError(f"sketcher action must be an int in [0, {self.max_strokes}), got {j!r}")
         if j >= n:
@@ -295,7 +339,7 @@ class StrokeOrderParallelEnv(ParallelEnv):
         if self._drawn[j]:
             raise ArgumentError(f"sketcher chose stroke {j} of sketch {self._sketch}, which is already drawn "
                              f"(use the action_mask)")
-        return int(j)
+        return int(j), False
 
     def _score(self, q: np.ndarray) -> dict[str, Any]:
         """Rank query ``q`` for the current canvas; the reward and its parts."""
@@ -306,9 +350,12 @@ class StrokeOrderParallelEnv(ParallelEnv):
         self._prev_order = res.order
         self._prev_tau = float(res.tau[0])
         self._scored += 1
-        return {"reward": float(res.reward[0]), "rank": int(res.rank[0]), "kendall_tau": float(res.tau[0]),
-                "local_reward": float(np.asarray(res.local).reshape(-1)[0]),
-                "global_reward": float(np.asarray(res.glob).reshape(-1)[0])}
+        out = {"reward": float(res.reward[0]), "rank": int(res.rank[0]), "kendall_tau": float(res.tau[0]),
+               "local_reward": float(np.asarray(res.local).reshape(-1)[0]),
+               "global_reward": float(np.asarray(res.glob).reshape(-1)[0]), "topk": res.order[0, :5].copy()}
+        if np.isnan(out["kendall_tau"]):  # undefined at the first scored step: absent, as in the single env
+            del out["kendall_tau"]
+        return out
 
     def step(self, actions: dict[str, Any]):
         if not self.agents:
@@ -321,11 +368,14 @@ class StrokeOrderParallelEnv(ParallelEnv):
                                 "photo_index": self._photo}
         # both actions are checked before anything changes, so a refused step leaves the episode as it was
         q = self._query(actions["retriever"])
-        j = self._stroke(actions["sketcher"]) if "sketcher" in self.agents else None
+        j, illegal = self._stroke(actions["sketcher"]) if "sketcher" in self.agents else (None, False)
+        if "sketcher" in self.agents:
+            info["illegal_stroke"] = illegal
         reward = 0.0
         if canvas_strokes > 0:  # the empty canvas is not scored
             scored = self._score(q)
             reward = scored.pop("reward")
+            self._last = {"rank": scored["rank"], "topk": scored.pop("topk"), "canvas_strokes": canvas_strokes}
             info.update(scored)
         if j is not None:
             self._drawn[j] = True
@@ -336,13 +386,43 @@ class StrokeOrderParallelEnv(ParallelEnv):
         sketcher_done = bool(self._drawn.all()) or done_early
         retriever_done = done_early or (canvas_strokes == len(self._drawn))
         live = list(self.agents)
+        self._cycles += 1
         terminations = {a: (sketcher_done if a == "sketcher" else retriever_done) for a in live}
-        truncations = {a: False for a in live}
+        cut = self.max_cycles is not None and self._cycles >= self.max_cycles
+        truncations = {a: cut and not terminations[a] for a in live}
         rewards_ = {a: reward for a in live}
         infos = {a: dict(info) for a in live}
         obs = self._observations()  # for every agent live in this step, the ones leaving too
-        self.agents = [a for a in live if not terminations[a]]
+        self.agents = [a for a in live if not (terminations[a] or truncations[a])]
+        if self.render_mode == "human":
+            self.render()
         return obs, rewards_, terminations, truncations, infos
+
+    def render(self) -> np.ndarray | None:
+        """The frame of the current canvas and the last scored ranking (``render_mode``; module docstring)."""
+        if self.render_mode is None:
+            from gymnasium import logger
+
+            logger.warn("render() without a render_mode: pass render_mode='rgb_array' to the constructor")
+            return None
+        from sketch_env.envs.render import HumanWindow, compose_frame
+
+        if not hasattr(self, "_drawn"):  # before the first reset: an empty canvas
+            raster = np.zeros((self.render_config.size, self.render_config.size), np.uint8)
+            frame = compose_frame(self.data.dataset, self.data.photo_records, raster, [], -1, 5, "not reset")
+        else:
+            last = self._last or {}
+            text = f"strokes {int(self._drawn.sum())}/{len(self._drawn)}"
+            if last:
+                text += f"  rank {last['rank']}/{self.gallery_size} (canvas of {last['canvas_strokes']})"
+            frame = compose_frame(self.data.dataset, self.data.photo_records,
+                                  self.canvas_raster(self._sketch, self._drawn),
+                                  [int(p) for p in last.get("topk", [])], self._photo, 5, text)
+        if self.render_mode == "human":
+            self._window = self._window or HumanWindow(self.metadata["render_fps"])
+            self._window.show(frame)
+            return None
+        return frame
 
     def state(self) -> np.ndarray:
         """The global state: the canvas feature and the stroke descriptors with the drawn flags (also the
@@ -353,6 +433,9 @@ class StrokeOrderParallelEnv(ParallelEnv):
 
     def close(self) -> None:
         self._cache.clear()
+        if self._window is not None:
+            self._window.close()
+            self._window = None
 
     def __repr__(self) -> str:
         return (f"StrokeOrderParallelEnv({self.data.description}, max_strokes={self.max_strokes}, "

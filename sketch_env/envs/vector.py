@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -47,8 +48,8 @@ class OnTheFlyRetrievalVectorEnv(DataBackedEnv, VectorEnv):
     env is reset on the next ``step``, whose action for it is ignored (reward 0, not terminated).
 
     ``reset(options={"reset_mask": mask})`` resets only the envs in ``mask``; ``options={"sketch_index":
-    array (N,)}`` picks the sketches. Other arguments: those of the single env (``render_mode`` must be
-    None), plus ``compute``, ``device``, ``autoreset_mode``.
+    array (N,)}`` picks the sketches. Other arguments: those of the single env (``render_mode="rgb_array"``:
+    :meth:`render` gives one frame per env), plus ``compute``, ``device``, ``autoreset_mode``.
     """
 
     def __init__(
@@ -66,13 +67,16 @@ class OnTheFlyRetrievalVectorEnv(DataBackedEnv, VectorEnv):
         mode = autoreset_mode.value if isinstance(autoreset_mode, AutoresetMode) else autoreset_mode
         if mode not in _MODES:
             raise ArgumentError(f"autoreset_mode must be 'same_step' or 'next_step', got {autoreset_mode!r}")
-        if render_mode is not None:
-            raise ArgumentError("the batched env does not render; make a single env (gym.make) with render_mode")
+        if render_mode not in (None, "rgb_array"):
+            raise ArgumentError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.data = RetrievalData.check(data, "OnTheFlyRetrievalVectorEnv")
+        if render_mode == "rgb_array" and not self.data.can_render:
+            raise ArgumentError(
+                "render_mode='rgb_array' needs the dataset's sketches and photos; data made from arrays have none")
         self.options = make_options(kwargs, "batched retrieval env")
         self.num_envs = int(num_envs)
-        self.render_mode = None
-        self.metadata = {"autoreset_mode": _MODES[mode], "render_modes": []}
+        self.render_mode = render_mode
+        self.metadata = {"autoreset_mode": _MODES[mode], "render_modes": ["rgb_array"], "render_fps": 4}
         self.single_observation_space, self.single_action_space = make_spaces(self.data, self.options)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -201,6 +205,24 @@ class OnTheFlyRetrievalVectorEnv(DataBackedEnv, VectorEnv):
                 final_obs=final_obs, _final_obs=terminated.copy(), final_info=final_info, _final_info=terminated.copy()
             )
         return self._engine.observe(), reward, terminated, truncated, infos
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """One frame per env (``render_mode="rgb_array"``), as the single env draws it, all of one fixed size
+        (:func:`~sketch_env.envs.render.frame_shape`)."""
+        if self.render_mode is None:
+            gym.logger.warn("render() without a render_mode: pass render_mode='rgb_array' to gym.make_vec")
+            return None
+        from sketch_env.envs.render import render_retrieval
+
+        last = self._engine.last_info
+        frames = []
+        for i in range(self.num_envs):
+            state = self._engine.state_for(i)
+            info = None
+            if last is not None and state["t"] > 0 and len(last["rank"]) == self.num_envs:
+                info = {k: v[i] for k, v in last.items()}
+            frames.append(render_retrieval(self.data, state["sketch"], state["t"], info, self._engine.k))
+        return tuple(frames)
 
     def close_extras(self, **kwargs: Any) -> None:
         pass

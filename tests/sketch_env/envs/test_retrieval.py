@@ -13,6 +13,7 @@ from embeddings.evaluate import evaluate_store
 from embeddings.store import open_backend_store
 from sketch_env import metrics
 from sketch_env.envs import kendall, rewards
+from sketch_env.envs.render import frame_shape
 from sketch_env.envs.retrieval import OnTheFlyRetrievalEnv
 from tests.helpers import make_env
 
@@ -167,18 +168,48 @@ def test_sequential_order_and_sketch_index_option(ckpt):
         env.reset(options={"sketch_index": env.num_sketches})
 
 
+def test_record_video_writes_one_file_per_episode_with_every_frame(ckpt, tmp_path):
+    """gymnasium's RecordVideo (moviepy, ffmpeg) on the env: a video per episode, S + 1 frames (the reset's and
+    one per step) of the documented size."""
+    import imageio.v3 as iio
+    from gymnasium.wrappers import RecordVideo
+
+    env = gym.make("SketchEnv/OnTheFly-v0", dataset="synthetic", backend=ckpt, steps=10, render_mode="rgb_array",
+                   progress=False)
+    env = RecordVideo(env, str(tmp_path / "videos"), episode_trigger=lambda e: True, disable_logger=True)
+    for episode in range(2):
+        env.reset(seed=episode)
+        done = False
+        while not done:
+            _, _, done, _, _ = env.step(env.action_space.sample())
+    env.close()
+    videos = sorted((tmp_path / "videos").glob("*.mp4"))
+    assert len(videos) == 2
+    frames = np.stack(list(iio.imiter(videos[0])))
+    assert frames.shape == (11, *frame_shape(5))
+
+
 def test_render_rgb_array(ckpt):
     env = gym.make(
         "SketchEnv/OnTheFly-v0", dataset="synthetic", backend=ckpt, steps=10, render_mode="rgb_array", progress=False
     )
     env.reset(seed=0)
     before = env.render()
-    assert before.dtype == np.uint8 and before.ndim == 3 and before.shape[2] == 3
+    assert before.dtype == np.uint8 and before.ndim == 3 and before.shape == frame_shape(5)
     env.step(env.action_space.sample())
     image = env.render()
-    assert image.shape[1] > before.shape[1]  # the top-k photos (and the true one) are drawn
+    assert image.shape == before.shape  # one frame size at every step
+    assert (image != before).any()  # the top-k photos (and the true one) are drawn
     green = (image[..., 1] > 150) & (image[..., 0] < 60) & (image[..., 2] < 60)
     assert green.sum() > 100  # the true photo's frame
+    shapes = set()
+    for episode in range(3):  # and in every episode, whatever the ranking
+        env.reset(seed=episode)
+        done = False
+        while not done:
+            _, _, done, _, _ = env.step(env.action_space.sample())
+            shapes.add(env.render().shape)
+    assert shapes == {frame_shape(5)}
     with pytest.raises(ValueError, match="render_mode"):
         OnTheFlyRetrievalEnv.from_arrays(
             np.zeros((2, 3, 4), np.float32), np.eye(4, dtype=np.float32), np.array([0, 1]), render_mode="rgb_array"

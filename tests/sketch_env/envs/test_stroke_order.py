@@ -27,12 +27,63 @@ def _play(env, seed=0, policy="first", options=None):
     return steps, masks
 
 
-def test_pettingzoo_api_tests_pass(make_game, synthetic_checkpoint):
+def test_every_pettingzoo_test_passes(make_game, synthetic_checkpoint):
+    """api_test, parallel_api_test, seed_test, parallel_seed_test, max_cycles_test and render_test, on the
+    module's env / raw_env / parallel_env (data arguments bound: the synthetic test split; max_cycles_test
+    needs episodes longer than its 4 cycles, so sketches of 4 strokes or more)."""
+    import functools
+    import types
+
+    from pettingzoo.test import max_cycles_test, render_test, seed_test
+
+    data = {"dataset": "synthetic", "backend": synthetic_checkpoint, "split": "test", "progress": False}
+    mod = types.SimpleNamespace(**{name: functools.partial(getattr(stroke_order_v0, name), **data, min_strokes=4)
+                                   for name in ("env", "raw_env", "parallel_env")})
     parallel_api_test(make_game(), num_cycles=60)
     # the AEC test also checks every observation lies in its space (the parallel one does not)
-    api_test(stroke_order_v0.env(dataset="synthetic", backend=synthetic_checkpoint, split="test", progress=False),
-             num_cycles=60)
+    api_test(stroke_order_v0.env(**data), num_cycles=60)
+    seed_test(functools.partial(stroke_order_v0.env, **data), num_cycles=60)
     parallel_seed_test(make_game)
+    max_cycles_test(mod)
+    render_test(functools.partial(stroke_order_v0.env, **data))
+    from pettingzoo import AECEnv, ParallelEnv
+    from pettingzoo.utils.wrappers import OrderEnforcingWrapper
+
+    assert isinstance(stroke_order_v0.raw_env(**data), AECEnv)
+    assert not isinstance(stroke_order_v0.raw_env(**data), OrderEnforcingWrapper)
+    assert isinstance(stroke_order_v0.env(**data), OrderEnforcingWrapper)
+    assert isinstance(stroke_order_v0.parallel_env(**data), ParallelEnv)
+
+
+def test_no_info_value_is_nan_and_random_unmasked_play_runs(make_game):
+    env = make_game()
+    env.reset(seed=0)
+    illegal = 0
+    while env.agents:
+        _, _, _, _, infos = env.step({a: env.action_space(a).sample() for a in env.agents})
+        for info in infos.values():
+            assert not any(isinstance(v, float) and np.isnan(v) for v in info.values())
+        illegal += bool(infos.get("sketcher", {}).get("illegal_stroke"))
+    assert env.drawn.all()
+
+
+def test_frames_have_one_size_and_max_cycles_truncates(make_game):
+    from sketch_env.envs.render import frame_shape
+
+    env = make_game(render_mode="rgb_array", max_cycles=2)
+    assert env.render().shape == frame_shape(5)  # before any reset too
+    env.reset(seed=0)
+    shapes = {env.render().shape}
+    _, _, term, trunc, _ = env.step({a: env.action_space(a).sample() for a in env.agents})
+    shapes.add(env.render().shape)
+    _, _, term, trunc, _ = env.step({a: env.action_space(a).sample() for a in env.agents})
+    shapes.add(env.render().shape)
+    assert shapes == {frame_shape(5)}
+    assert not env.agents and all(trunc[a] or term[a] for a in trunc)
+    with pytest.raises(ValueError, match="max_cycles"):
+        make_game(max_cycles=0)
+    with pytest.raises(ValueError, match="min_strokes=9"):
+        make_game(min_strokes=9)
 
 
 def test_mask_never_allows_a_drawn_stroke(make_game):
@@ -55,7 +106,7 @@ def test_mask_never_allows_a_drawn_stroke(make_game):
 
 
 def test_invalid_actions_are_clear_errors(make_game):
-    env = make_game()
+    env = make_game(illegal="error")
     fewest = int(np.argmin([s.num_strokes for s in env.sketches]))
     obs, info = env.reset(seed=0, options={"sketch_index": fewest})
     n = info["sketcher"]["strokes"]
@@ -92,9 +143,9 @@ def test_timing_rewards_and_sketch_less(make_game):
     env = make_game(reward="paper")
     steps, _ = _play(env, seed=3)
     ranks = np.array([s[2]["retriever"]["rank"] for s in steps[1:]])
-    taus = np.array([s[2]["retriever"]["kendall_tau"] for s in steps[1:]])
+    taus = np.array([s[2]["retriever"].get("kendall_tau", np.nan) for s in steps[1:]])
     total = sum(s[0]["retriever"] for s in steps)
-    assert np.isnan(taus[0])  # the first scored ranking has no predecessor
+    assert "kendall_tau" not in steps[1][2]["retriever"]  # the first scored ranking has no predecessor
     assert total == pytest.approx(rewards.paper_return(ranks, taus[1:]))
     # sketch less: the episode ends at the first rank 1
     env = make_game(reward="inverse_rank", sketch_less=True, action="residual")

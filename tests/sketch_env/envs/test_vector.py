@@ -96,8 +96,22 @@ def test_reset_mask_and_sketch_index(synthetic_checkpoint):
     assert info["sketch_index"].tolist() == [5, 6, 7]
     with pytest.raises(ValueError, match="reset_mask"):
         env.reset(options={"reset_mask": np.zeros(3, bool)})
-    with pytest.raises(ValueError, match="render"):
-        gym.make_vec(SYNTHETIC, num_envs=2, render_mode="rgb_array")
+    with pytest.raises(ValueError, match="render_mode"):
+        gym.make_vec(SYNTHETIC, num_envs=2, render_mode="human")
+
+
+def test_the_vector_env_renders_one_frame_per_env_of_one_size():
+    from sketch_env.envs.render import frame_shape
+
+    env = gym.make_vec(SYNTHETIC, num_envs=2, render_mode="rgb_array", progress=False)
+    env.reset(seed=0)
+    shapes = set()
+    for _ in range(12):  # past the end of the 10-step episodes: autoreset
+        env.step(env.action_space.sample())
+        frames = env.render()
+        assert len(frames) == 2
+        shapes |= {f.shape for f in frames}
+    assert shapes == {frame_shape(5)}
 
 
 @pytest.mark.parametrize("action", ["direct", "residual"])
