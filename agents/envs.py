@@ -37,11 +37,12 @@ def make_native_vec_env(env_id: str, n_envs: int, split: str, env_device: str = 
 def make_sb3_vec_env(env_id: str, n_envs: int, seed: int, split: str = "train", env_device: str = "cpu",
                      **env_kwargs: Any):
     """The native vector env adapted to SB3's ``VecEnv`` and seeded."""
-    from sketch_env.envs.sb3 import SB3VecEnv
+    from sketch_env.envs.sb3 import make_sb3_vec_env as make
 
-    venv = SB3VecEnv(make_native_vec_env(env_id, n_envs, split, env_device, **env_kwargs))
-    venv.seed(seed)
-    return venv
+    kwargs = dict(env_kwargs, split=split)
+    if env_device != "cpu":
+        kwargs.update(compute="torch", device=env_device)
+    return make(env_id, n_envs, seed, **kwargs)
 
 
 def policy_start(data: Any, action_bound: float, with_query_layer: bool = True) -> dict[str, Any]:

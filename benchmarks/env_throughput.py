@@ -171,19 +171,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         add(size, "SyncVectorEnv of single envs", args.sync_envs, *bench_vector(sync, args.seconds))
         for kernel in kernels:
-            env = OnTheFlyRetrievalVectorEnv(n, data=data, kernel=kernel)
+            env = OnTheFlyRetrievalVectorEnv(n, data=data, kernel=kernel, autoreset_mode="same_step")
             add(size, f"native numpy ({kernel} Kendall)", n, *bench_vector(env, args.seconds))
         add(
             size,
             "native torch cpu",
             n,
-            *bench_vector(OnTheFlyRetrievalVectorEnv(n, data=data, compute="torch"), args.seconds),
+            *bench_vector(OnTheFlyRetrievalVectorEnv(n, data=data, compute="torch", autoreset_mode="same_step"),
+                         args.seconds),
             f"{torch.get_num_threads()} threads",
         )
         if cuda:
-            env = OnTheFlyRetrievalVectorEnv(n, data=data, compute="torch", device="cuda")
+            env = OnTheFlyRetrievalVectorEnv(n, data=data, compute="torch", device="cuda", autoreset_mode="same_step")
             add(size, "native torch cuda", n, *bench_vector(env, args.seconds), torch.cuda.get_device_name())
-        env = OnTheFlyRetrievalVectorEnv(n, data=data, reward="inverse_rank", kendall=False)
+        env = OnTheFlyRetrievalVectorEnv(n, data=data, reward="inverse_rank", kendall=False,
+                                         autoreset_mode="same_step")
         add(size, "native numpy, inverse_rank, kendall=False", n, *bench_vector(env, args.seconds), "reference")
         add(size, "distances + rank only (no env)", n, *bench_rank_only(data, n, args.seconds), "reference")
     load_after = os.getloadavg()

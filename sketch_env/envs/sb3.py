@@ -1,8 +1,14 @@
 """Stable-Baselines3 on the batched retrieval env: :class:`SB3VecEnv`.
 
-SB3's algorithms take a ``stable_baselines3.common.vec_env.VecEnv``. This adapter presents a Gymnasium
-vector env with same-step autoreset (the default of
-:class:`~sketch_env.envs.vector.OnTheFlyRetrievalVectorEnv`) in SB3's conventions: ``step`` returns
+SB3's algorithms take a ``stable_baselines3.common.vec_env.VecEnv``::
+
+    from stable_baselines3 import PPO
+    from sketch_env.envs.sb3 import make_sb3_vec_env
+
+    model = PPO("MlpPolicy", make_sb3_vec_env("SketchEnv/OnTheFly-Kanji-v0", num_envs=64, seed=0)).learn(10_000)
+
+:func:`make_sb3_vec_env` is ``SB3VecEnv(gym.make_vec(env_id, num_envs, autoreset_mode="same_step", ...))``.
+The adapter presents a Gymnasium vector env with same-step autoreset in SB3's conventions: ``step`` returns
 ``(obs, rewards float32, dones, infos)`` with ``infos`` a list of per-env dicts; an env whose episode ended
 has its last observation in ``info["terminal_observation"]``, its last step's info (rank, Kendall-tau,
 ...) and ``info["TimeLimit.truncated"]`` (truncated and not terminated: always False here, as episodes
@@ -22,7 +28,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sketch_env.errors import ArgumentError
 
-__all__ = ["SB3VecEnv"]
+__all__ = ["SB3VecEnv", "make_sb3_vec_env"]
 
 
 def _per_env(infos: dict[str, Any], i: int) -> dict[str, Any]:
@@ -109,3 +115,18 @@ class SB3VecEnv(VecEnv):
 
     def get_images(self):
         return [None for _ in range(self.num_envs)]
+
+
+def make_sb3_vec_env(env_id: str, num_envs: int = 1, seed: int | None = None, **kwargs: Any) -> SB3VecEnv:
+    """An SB3 ``VecEnv`` of ``env_id``'s natively batched env: ``gym.make_vec(env_id, num_envs,
+    autoreset_mode="same_step", **kwargs)`` in :class:`SB3VecEnv`, seeded with ``seed`` (applied at the first
+    ``reset``, as SB3 does)."""
+    import gymnasium as gym
+
+    import sketch_env  # noqa: F401  (registers the ids)
+
+    venv = SB3VecEnv(gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
+                                  autoreset_mode="same_step", **kwargs))
+    if seed is not None:
+        venv.seed(seed)
+    return venv

@@ -40,12 +40,14 @@ class OnTheFlyRetrievalVectorEnv(DataBackedEnv, VectorEnv):
     equals a ``SyncVectorEnv`` of single envs step for step (tests check it). With ``order="sequential"``
     the envs share the split: env ``i`` plays sketches ``i, i + N, i + 2N, ...`` (mod ``n``).
 
-    Autoreset (``metadata["autoreset_mode"]``): ``autoreset_mode="same_step"`` (default, what SB3 expects):
-    an env whose episode ends is reset within the same ``step``; its observation is the new episode's
-    first, and ``info["final_obs"]`` / ``info["final_info"]`` (masked by ``info["_final_obs"]``) hold the
-    last observation and step info; its top-level info holds the reset info (``sketch_index``,
-    ``photo_index``), the other step keys being masked out, as in ``SyncVectorEnv``. ``"next_step"``: the
-    env is reset on the next ``step``, whose action for it is ignored (reward 0, not terminated).
+    Autoreset (``metadata["autoreset_mode"]``): ``autoreset_mode="next_step"`` (default, Gymnasium's, which
+    its vector wrappers such as ``NormalizeObservation`` and ``RecordEpisodeStatistics`` require): an env
+    whose episode ended is reset on the next ``step``, whose action for it is ignored (reward 0, not
+    terminated). ``"same_step"`` (what SB3 expects; :func:`sketch_env.envs.sb3.make_sb3_vec_env` makes it):
+    the env is reset within the same ``step``; its observation is the new episode's first, and
+    ``info["final_obs"]`` / ``info["final_info"]`` (masked by ``info["_final_obs"]``) hold the last
+    observation and step info; its top-level info holds the reset info (``sketch_index``, ``photo_index``),
+    the other step keys being masked out, as in ``SyncVectorEnv``.
 
     ``reset(options={"reset_mask": mask})`` resets only the envs in ``mask``; ``options={"sketch_index":
     array (N,)}`` picks the sketches. Other arguments: those of the single env (``render_mode="rgb_array"``:
@@ -58,7 +60,7 @@ class OnTheFlyRetrievalVectorEnv(DataBackedEnv, VectorEnv):
         *,
         compute: str = "numpy",
         device: str = "cpu",
-        autoreset_mode: str | AutoresetMode = "same_step",
+        autoreset_mode: str | AutoresetMode = "next_step",
         kernel: str = "auto",
         render_mode: str | None = None,
         data: RetrievalData | None = None,

@@ -17,7 +17,7 @@ def test_sb3_adapter_conventions_and_ppo_learns(synthetic_checkpoint):
 
     from sketch_env.envs.sb3 import SB3VecEnv
 
-    venv = SB3VecEnv(gym.make_vec(SYNTHETIC, num_envs=4, progress=False))
+    venv = SB3VecEnv(gym.make_vec(SYNTHETIC, num_envs=4, autoreset_mode="same_step", progress=False))
     venv.seed(3)
     obs = venv.reset()
     assert obs.shape == (4, *venv.observation_space.shape)

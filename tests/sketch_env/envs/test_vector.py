@@ -122,9 +122,10 @@ def test_compute_paths_agree(compute, kernel, action):
     if kernel.startswith("numba") and not kendall.numba_available():
         pytest.skip("numba is not installed (the [fast] extra)")
     arrays = _random_arrays()
-    want = _run(OnTheFlyRetrievalVectorEnv.from_arrays(*arrays, num_envs=8, action=action, kernel="numpy"))
+    same = {"autoreset_mode": "same_step"}
+    want = _run(OnTheFlyRetrievalVectorEnv.from_arrays(*arrays, num_envs=8, action=action, kernel="numpy", **same))
     got = _run(OnTheFlyRetrievalVectorEnv.from_arrays(*arrays, num_envs=8, action=action, compute=compute,
-                                                      kernel=kernel))
+                                                      kernel=kernel, **same))
     for x, y in zip(want, got):
         np.testing.assert_array_equal(x, y)
 
@@ -132,8 +133,9 @@ def test_compute_paths_agree(compute, kernel, action):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_agrees_with_numpy():
     arrays = _random_arrays(photos=2000)
-    want = _run(OnTheFlyRetrievalVectorEnv.from_arrays(*arrays, num_envs=8, kernel="numpy"))
-    got = _run(OnTheFlyRetrievalVectorEnv.from_arrays(*arrays, num_envs=8, compute="torch", device="cuda"))
+    same = {"autoreset_mode": "same_step"}
+    want = _run(OnTheFlyRetrievalVectorEnv.from_arrays(*arrays, num_envs=8, kernel="numpy", **same))
+    got = _run(OnTheFlyRetrievalVectorEnv.from_arrays(*arrays, num_envs=8, compute="torch", device="cuda", **same))
     for x, y in zip(want, got):
         np.testing.assert_array_equal(x, y)
 
@@ -143,9 +145,8 @@ def test_zero_residual_batch_reproduces_the_backend_ranks(synthetic_checkpoint, 
     _, _, store = open_backend_store(synthetic_checkpoint, "test", steps=10, progress=False)
     want = evaluate_store(store)["ranks"]
     n = len(want)
-    env = gym.make_vec(
-        SYNTHETIC, num_envs=n, split="test", action="residual", order="sequential", compute=compute, progress=False
-    )
+    env = gym.make_vec(SYNTHETIC, num_envs=n, split="test", action="residual", order="sequential", compute=compute,
+                       autoreset_mode="same_step", progress=False)
     env.reset(seed=0)
     got = np.zeros_like(want)
     for t in range(10):
@@ -153,3 +154,36 @@ def test_zero_residual_batch_reproduces_the_backend_ranks(synthetic_checkpoint, 
         got[:, t] = info["final_info"]["rank"] if t == 9 else info["rank"]
     assert term.all()
     np.testing.assert_array_equal(got, want)
+
+
+def test_gymnasiums_vector_wrappers_work_on_the_native_env():
+    """The default next-step autoreset is the one Gymnasium's vector wrappers accept; per-env wrappers go
+    through gym.make_vec's sync mode."""
+    from gymnasium.wrappers.vector import NormalizeObservation, RecordEpisodeStatistics
+
+    env = RecordEpisodeStatistics(NormalizeObservation(gym.make_vec(SYNTHETIC, num_envs=3, progress=False)))
+    assert env.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
+    env.reset(seed=0)
+    episodes = []
+    for _ in range(22):  # two 10-step episodes, and the reset steps between them
+        _, _, term, _, info = env.step(env.action_space.sample())
+        if "episode" in info:
+            episodes += list(info["episode"]["l"][info["_episode"]])
+    assert episodes and set(episodes) == {10}
+    sync = gym.make_vec(SYNTHETIC, num_envs=2, vectorization_mode="sync", progress=False,
+                        wrappers=[lambda e: gym.wrappers.TimeLimit(e, max_episode_steps=4)])
+    sync.reset(seed=0)
+    for _ in range(4):
+        _, _, term, trunc, _ = sync.step(sync.action_space.sample())
+    assert trunc.all() and not term.any()
+
+
+def test_sb3_trains_on_make_sb3_vec_env():
+    from stable_baselines3 import PPO
+
+    from sketch_env.envs.sb3 import make_sb3_vec_env
+
+    model = PPO("MlpPolicy", make_sb3_vec_env(SYNTHETIC, num_envs=4, seed=0, progress=False), n_steps=32,
+                batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.learn(total_timesteps=256)
+    assert model.num_timesteps >= 256
