@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from agents.algorithms import ALGORITHMS
+from agents.names import METHODS
 from sketch_env.config import ConfigError
 
 
@@ -74,7 +74,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """The ``train`` and ``evaluate`` commands."""
     train = sub.add_parser("train", help="train an RL method on the retrieval env (resumes from its run folder)")
-    train.add_argument("--algo", default="ppo-a-clip", choices=sorted(ALGORITHMS))
+    train.add_argument("--algo", default="ppo-a-clip", choices=sorted(METHODS))
     train.add_argument("--env", default="SketchEnv/OnTheFly-Kanji-v0", help="registered env id")
     train.add_argument("--env-kwarg", action="append", default=[], metavar="KEY=VALUE",
                        help="env kwarg, VALUE parsed as YAML (e.g. backend=b2, action=residual)")
@@ -119,9 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole ``sketch-env`` parser: every layer's command group."""
     from agents.run import add_run_command
     from embeddings import cli as embed_cli
+    from sketch_env import __version__
     from sketch_env import cli as data_cli
 
     parser = argparse.ArgumentParser(prog="sketch-env", description="On-the-fly sketch-based image retrieval with RL.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     data_cli.add_commands(sub)
     embed_cli.add_commands(sub)

@@ -3,10 +3,12 @@
     python -m benchmarks.adaptation                                   # kanji, unseen radicals, 3 seeds
     python -m benchmarks.adaptation --scheme style                    # kanji, unseen drawing style (Kaisho)
     python -m benchmarks.adaptation --dataset sketchy --root /data/Sketchy   # Sketchy's 104/21 split
-    python -m benchmarks.adaptation --base-minutes 1 --meta-minutes 1 --seeds 0   # a quick look
+    python -m benchmarks.adaptation --base-steps 300 --meta-steps 100 --seeds 0   # a quick look
 
-For every seed: B1 (triplet + attention) is trained on the split's training side for ``--base-minutes``;
-then every meta-learning row is meta-trained from it (``init_from``) for ``--meta-minutes`` each, with
+For every seed: B1 (triplet + attention) is trained on the split's training side for ``--base-steps``
+gradient steps (default: the library's, 3,000); then every meta-learning row is meta-trained from it
+(``init_from``) for ``--meta-steps`` outer steps each (default 750; ``--base-minutes`` and
+``--meta-minutes`` are optional caps, and a run they cut short says so in its history), with
 ``--inner-steps`` inner steps (default 5), in its own process (``--jobs N`` at once; a killed benchmark
 resumes its runs). Rows:
 
@@ -89,8 +91,12 @@ def train_base(args: argparse.Namespace, seed: int, threads: int) -> Path:
     out = Path(args.runs) / f"b1-s{seed}"
     if not (out / "history.json").is_file():
         cmd = [sys.executable, "-m", "agents.cli", "embed", "train", "--backend", "b1", "--dataset", args.dataset,
-               "--scheme", args.scheme, "--minutes", str(args.base_minutes), "--epochs", "200", "--seed", str(seed),
-               "--out", str(out), "--device", args.device, "--no-progress"]
+               "--scheme", args.scheme, "--seed", str(seed), "--out", str(out), "--device", args.device,
+               "--no-progress"]
+        if args.base_steps is not None:
+            cmd += ["--gradient-steps", str(args.base_steps)]
+        if args.base_minutes is not None:
+            cmd += ["--minutes", str(args.base_minutes)]
         if args.root:
             cmd += ["--root", args.root]
         _run(cmd, out / "benchmark.log", threads)
@@ -101,8 +107,10 @@ def train_meta_row(args: argparse.Namespace, label: str, options: dict, seed: in
     out = Path(args.runs) / f"{_slug(label)}-s{seed}"
     if not (out / "history.json").is_file():
         cmd = [sys.executable, "-m", "agents.cli", "embed", "meta-train", "--dataset", args.dataset, "--scheme",
-               args.scheme, "--minutes", str(args.meta_minutes), "--outer-steps", "100000", "--seed", str(seed),
+               args.scheme, "--outer-steps", str(args.meta_steps), "--seed", str(seed),
                "--out", str(out), "--init-from", str(base), "--device", args.device, "--no-progress"]
+        if args.meta_minutes is not None:
+            cmd += ["--minutes", str(args.meta_minutes)]
         if args.root:
             cmd += ["--root", args.root]
         for key, value in ({"inner_steps": args.inner_steps} | options).items():
@@ -177,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scheme", default="category", help="category (unseen categories) or style (unseen style)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
-    p.add_argument("--base-minutes", type=float, default=5.0, help="B1 training budget per seed")
-    p.add_argument("--meta-minutes", type=float, default=3.0, help="meta-training budget per row and seed")
+    p.add_argument("--base-steps", type=int, default=None, help="B1 gradient steps per seed (default: 3,000)")
+    p.add_argument("--base-minutes", type=float, default=None, help="an optional cap on each B1 training")
+    p.add_argument("--meta-steps", type=int, default=750, help="outer steps per meta row and seed")
+    p.add_argument("--meta-minutes", type=float, default=None, help="an optional cap on each meta-training")
     p.add_argument("--inner-steps", type=int, default=5,
                    help="inner-loop steps of every meta row, in meta-training and at test (the backend's default is 1; "
                         "on kanji more steps at test raised A@1, so the rows are meta-trained for them)")

@@ -110,8 +110,8 @@ def _backbone(args: argparse.Namespace, runs: Path, seed: int) -> Path:
     if (folder / "backend.pt").is_file() and (folder / "history.json").is_file():
         return folder / "backend.pt"
     _log(
-        f"[seed {seed}] training the backbone: B1, {args.backbone_epochs} epochs, at most "
-        f"{args.backbone_minutes:g} min -> {folder}"
+        f"[seed {seed}] training the backbone: B1, {args.backbone_epochs} epochs"
+        + (f", at most {args.backbone_minutes:g} min" if args.backbone_minutes is not None else "") + f" -> {folder}"
     )
     cfg = TrainConfig(
         backend="b1",
@@ -366,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=200, help="top k scored (P@k, mAP@k)")
     p.add_argument("--steps", type=int, default=20, help="schedule length S of the on-the-fly view")
     p.add_argument("--backbone-epochs", type=int, default=30)
-    p.add_argument("--backbone-minutes", type=float, default=20.0, help="cap on each backbone's training time")
+    p.add_argument("--backbone-minutes", type=float, default=None,
+                   help="an optional cap on each backbone's training time (a run it cuts short says so)")
     p.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is fastest for these small models on a busy CPU)"
     )

@@ -11,7 +11,7 @@ __all__ = ["add_commands"]
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    from embeddings.train import TrainConfig
+    from embeddings.configs import TrainConfig
     from sketch_env.config import add_config_arguments
 
     add_config_arguments(p, TrainConfig, help_for={
@@ -43,7 +43,7 @@ def parse_options(items: list[str]) -> dict:
 
 
 def _train_config(args: argparse.Namespace):
-    from embeddings.train import TrainConfig
+    from embeddings.configs import TrainConfig
     from sketch_env.config import config_from_args
 
     return config_from_args(TrainConfig, args, backend_options=parse_options(args.option))
@@ -134,7 +134,7 @@ def _cmd_train_zs(args: argparse.Namespace) -> int:
 
 
 def _meta_config(args: argparse.Namespace):
-    from embeddings.meta_train import MetaTrainConfig
+    from embeddings.configs import MetaTrainConfig
 
     options = parse_options(args.option)
     return MetaTrainConfig(dataset=args.dataset, root=args.root, scheme=args.scheme, out=args.out,
@@ -186,7 +186,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     meta = esub.add_parser("meta-train", help="meta-train the meta backend (Adaptive FG-SBIR) on a category or "
                                               "style split (checkpoints; resumes from its run folder)")
-    from embeddings.meta_train import MetaTrainConfig
+    from embeddings.configs import MetaTrainConfig
 
     md = MetaTrainConfig()
     meta.add_argument("--dataset", default=md.dataset)
@@ -195,8 +195,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     meta.add_argument("--out", default=None,
                       help="run folder (default <data>/backends/<dataset>-<scheme>/meta-s<seed>)")
     meta.add_argument("--init-from", default=None, help="a trained triplet backend.pt (e.g. B1 on the same split)")
-    meta.add_argument("--minutes", type=float, default=md.minutes, help="wall-time budget")
-    meta.add_argument("--outer-steps", type=int, default=md.outer_steps)
+    meta.add_argument("--minutes", type=float, default=md.minutes,
+                      help="an optional cap on the training time (a run it cuts short says so)")
+    meta.add_argument("--outer-steps", type=int, default=md.outer_steps,
+                      help=f"outer (meta) updates: the run's length (default: {md.outer_steps})")
     meta.add_argument("--meta-batch", type=int, default=md.meta_batch, help="tasks per outer step")
     meta.add_argument("--shots", type=int, default=md.shots, help="support pairs per training task")
     meta.add_argument("--queries", type=int, default=md.queries, help="query pairs per training task")

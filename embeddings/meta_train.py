@@ -35,7 +35,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from embeddings.base import EmbeddingBackend, load_backend, make_backend
+from embeddings.configs import MetaTrainConfig
 from embeddings.losses import gallery_triplet_loss
 from embeddings.meta import MetaBackend
 from embeddings.nets import raster_tensor
@@ -51,7 +52,6 @@ from embeddings.semantic import category_word_vectors
 from embeddings.train import TrainConfig, TripletSampler, read_last, rng_state, set_rng_state
 from embeddings.triplet import TripletBackend
 from sketch_env.cache import atomic_path
-from sketch_env.config import check_config
 from sketch_env.datasets import make_dataset
 from sketch_env.datasets.base import SketchDataset
 from sketch_env.device import resolve_device
@@ -63,48 +63,6 @@ from sketch_env.threads import usable_cores
 
 __all__ = ["MetaTrainConfig", "train_meta", "task_pools", "AdaptationTask", "adaptation_tasks", "evaluate_adaptation",
            "split_rasters"]
-
-
-@dataclass
-class MetaTrainConfig:
-    """Options of meta-training (module docstring)."""
-
-    dataset: str = "kanji"
-    root: str | None = None
-    scheme: str = "category"
-    out: str | None = None
-    """run folder (default ``<data>/backends/<dataset>-<scheme>/meta-s<seed>``, :func:`sketch_env.cache.data_dir`)"""
-    minutes: float | None = 5.0
-    outer_steps: int = 3000
-    meta_batch: int = 4
-    shots: int = 5
-    """support pairs of a training task"""
-    queries: int = 10
-    gallery: int = 32
-    """photos per training task (support and query photos included)"""
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    init_from: str | None = None
-    """a trained triplet checkpoint (e.g. B1 on the same split) whose F and M the run starts from"""
-    seed: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 50
-    augment: bool = True
-    progress: bool = True
-    backend_options: dict[str, Any] = field(default_factory=dict)
-    """overrides of the meta backend's configuration (``inner``, ``margin_net``, ``*_weight``, ...)"""
-
-    def __post_init__(self) -> None:
-        check_config(self, {"minutes": (0, None), "outer_steps": (1, 10**9), "meta_batch": (1, 4096),
-                            "shots": (1, 4096), "queries": (1, 4096), "gallery": (2, 1 << 20), "lr": (0, 10),
-                            "weight_decay": (0, 10), "seed": (0, None), "checkpoint_every": (1, None)})
-
-    def output_dir(self, scheme: str) -> Path:
-        if self.out:
-            return Path(self.out)
-        from embeddings.provision import user_backend_dir
-
-        return user_backend_dir("meta", self.dataset, scheme, self.seed)
 
 
 def train_meta(cfg: MetaTrainConfig, stop_after_steps: int | None = None) -> Path:
@@ -231,6 +189,9 @@ def _train_meta_locked(cfg: MetaTrainConfig, dataset: SketchDataset, out: Path, 
     if state["step"] >= cfg.outer_steps or (budget is not None and state["elapsed"] >= budget):
         with atomic_path(out / "history.json") as tmp:
             tmp.write_text(json.dumps(state["history"], indent=1))
+    if state["step"] < cfg.outer_steps and budget is not None and state["elapsed"] >= budget:
+        print(f"sketch-env: the --minutes {cfg.minutes:g} cap cut this meta-training short at {state['step']} of "
+              f"{cfg.outer_steps} outer steps: its figures are not those of the full run", flush=True)
     backend.eval()
     return out / "backend.pt"
 

@@ -31,7 +31,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,11 @@ import numpy as np
 import torch
 
 from embeddings.base import load_backend, make_backend
+from embeddings.configs import DEFAULT_GRADIENT_STEPS, TrainConfig
 from embeddings.losses import HOLEFDistance, batch_all_triplet_loss
 from embeddings.nets import raster_tensor
 from embeddings.triplet import TripletBackend
 from sketch_env.cache import atomic_path, write_json
-from sketch_env.config import check_config
 from sketch_env.datasets import make_dataset
 from sketch_env.datasets.base import stable_fraction
 from sketch_env.device import resolve_device
@@ -59,8 +59,6 @@ from sketch_env.threads import usable_cores
 __all__ = ["TrainConfig", "TripletSampler", "train_backend", "resolve_device", "validation_mask", "rng_state",
            "set_rng_state", "read_last", "PHOTO_KINDS", "resolve_training"]
 
-#: a run's length when neither gradient_steps nor epochs is given
-DEFAULT_GRADIENT_STEPS = 3000
 
 #: what each kind of photo is trained with, unless set explicitly: backend options (``photo_preprocess``,
 #: ``photo_size``, the size photos are loaded at, ``flip_average``) and TrainConfig fields (``flip``,
@@ -85,89 +83,6 @@ def validation_mask(instances: list[str], fraction: float, min_photos: int = 0) 
         mask = np.zeros(len(instances), dtype=bool)
         mask[np.argsort(keys, kind="stable")[:want]] = True
     return mask
-
-
-@dataclass
-class TrainConfig:
-    """Options of ``sketch-env embed train`` (each also a CLI flag)."""
-
-    backend: str = "b1"
-    """registry name: ts, b1, b2, b3"""
-    dataset: str = "kanji"
-    root: str | None = None
-    """data folder for datasets read from disk"""
-    scheme: str | None = None
-    """split scheme (None: the dataset's default)"""
-    out: str | None = None
-    """run folder (default ``<data>/backends/<dataset>-<scheme>/<backend>-s<seed>``, where backend names are looked
-    up: :func:`embeddings.provision.user_backend_dir`)"""
-    gradient_steps: int | None = None
-    """the run's length in optimizer updates, all B3 models together (None: 3,000, unless ``epochs`` is given)"""
-    epochs: int | None = None
-    """the run's length in passes over the training photos instead of gradient steps"""
-    batch_size: int = 64
-    """photos per batch (at most the training photos); each brings one of its sketches"""
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    device: str = "auto"
-    minutes: float | None = None
-    """a cap on the wall time of training (validation excluded); the run is defined by its steps, and a run
-    the cap cuts short records it (``cut_short``) and says so"""
-    val_fraction: float = 0.05
-    """share of the training photos held out for validation (by a hash of the name)"""
-    val_min_photos: int = 50
-    """but at least this many (at most half the photos): enough to select a checkpoint on a small dataset"""
-    val_sketches: int = 300
-    """at most this many held-out sketches are scored at each evaluation"""
-    eval_every: int | None = None
-    """gradient steps between evaluations (and checkpoints); None: an epoch when ``epochs`` is given, else
-    a twentieth of the run"""
-    steps: int = 20
-    """schedule length S (partial training and validation)"""
-    jitter: float = 0.004
-    """std of the point jitter, in units of the frame"""
-    rotate_deg: float = 8.0
-    scale: float = 0.08
-    shift: float = 0.04
-    augment: bool = True
-    flip: bool | None = None
-    """mirror half the (sketch, photo) pairs (both alike); None: by the dataset's photo kind (:data:`PHOTO_KINDS`)"""
-    stroke_drop: float | None = None
-    """drop each stroke of a training sketch with this probability (one always stays); None: by photo kind"""
-    ema_horizon: float = 0.2
-    """keep an exponential moving average of the weights over about this share of the run's steps (decay
-    ``1 - 1 / (ema_horizon * steps)``), and evaluate and save it; 0: the raw weights"""
-    step_power: float = 0.0
-    """which schedule step a partial-sketch training item (B2, B3) is cut at: step t = 1..S with
-    ``P(t) = t^p / sum_u u^p``. ``p = 0`` draws every step alike; ``p > 0`` draws later steps, where 1/rank
-    and A@q are earned, more often (``p = 1``: the complete sketch 2/(S+1) of the time instead of 1/S), at
-    the cost of the first steps, which m@A weighs"""
-    precision: str = "fp32"
-    """precision of the forward pass: ``fp32``, ``bf16`` (bfloat16 autocast; weights, optimiser state and
-    the loss stay float32) or ``auto`` (bf16 where the processor computes bfloat16 natively: a CPU with
-    AVX512-BF16, a CUDA GPU with bf16; else fp32)"""
-    progress: bool = True
-    backend_options: dict[str, Any] = field(default_factory=dict)
-    """overrides of the backend's configuration (e.g. {"loss": "holef"}, {"models": 5})"""
-
-    def __post_init__(self) -> None:
-        check_config(self, {"gradient_steps": (1, 10**9), "epochs": (1, 10**7), "minutes": (0, None),
-                            "batch_size": (2, 1 << 16), "lr": (0, 10), "weight_decay": (0, 10), "seed": (0, None),
-                            "val_fraction": (0, 0.9), "val_min_photos": (0, 1 << 20), "val_sketches": (1, None),
-                            "eval_every": (1, None), "steps": (1, 1000), "jitter": (0, 1), "rotate_deg": (0, 180),
-                            "scale": (0, 0.9), "shift": (0, 0.5), "stroke_drop": (0, 0.9), "step_power": (0, 100),
-                            "ema_horizon": (0, 1)})
-        if self.gradient_steps is not None and self.epochs is not None:
-            raise ConfigError("give the run's length as gradient_steps or as epochs, not both "
-                              f"(got gradient_steps={self.gradient_steps}, epochs={self.epochs})")
-
-    def output_dir(self, scheme: str) -> Path:
-        if self.out:
-            return Path(self.out)
-        from embeddings.provision import user_backend_dir
-
-        return user_backend_dir(self.backend, self.dataset, scheme, self.seed)
 
 
 def resolve_training(cfg: TrainConfig, photo_kind: str) -> dict[str, Any]:
@@ -436,6 +351,7 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
                      ignore=("train.minutes", "train.progress"))  # a resumed run may get another cap
         backend.load_state_dict(ckpt["backend"])
         state = json.loads(ckpt["state"])
+        state["cut_short"] = False  # this call may finish it
         optimizer = make_optimizer(state["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if holef is not None:
@@ -454,6 +370,39 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
                desc=f"{cfg.backend} {dataset.name}", disable=not cfg.progress)
     losses: list[float] = []
     actives: list[float] = []
+
+    def evaluate_and_save(k: int) -> None:
+        """An evaluation: validation, the best checkpoint, last.pt (the clock stopped meanwhile)."""
+        nonlocal losses, actives
+        state["epoch"] = state["step"] // steps_per_epoch  # passes over the training photos so far
+        row: dict[str, Any] = {"model": k, "step": state["step"], "epoch": state["step"] // steps_per_epoch,
+                               "loss": float(np.mean(losses)) if losses else None,
+                               "active": float(np.mean(actives)) if actives else None,
+                               "lr": _cosine_lr(cfg.lr, state["step"] / per_model),
+                               "elapsed": round(state["elapsed"], 2)}
+        losses, actives = [], []
+        with averaged.swapped() if averaged is not None else contextlib.nullcontext():  # the averaged weights
+            if len(val_sketch_ids):
+                row.update(_validate(backend, records, val_sketch_ids, sketch_photo, val_photo_ids, photos_rgb,
+                                     cfg.steps))
+            state["history"].append(row)
+            if not cfg.progress:
+                print(json.dumps(row), flush=True)
+            # the model is "best" at its best validation m@B; for B3 the models are kept as trained
+            score = row.get("val_m@B", float(state["step"]))
+            if backend.per_step or score >= state["best"] or not len(val_sketch_ids):
+                state["best"] = score
+                backend.save(out / "backend.pt", extra={"history": json.dumps(state["history"]),
+                                                        "training": training})
+        payload = {"backend": backend.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(rng),
+                   "state": json.dumps(state), "run_config": json.dumps(run_config, default=str)}
+        if averaged is not None:
+            payload["average"] = [t.detach().cpu() for t in averaged.average]
+        if holef is not None:
+            payload["holef"] = holef.state_dict()
+        with atomic_path(last) as tmp:
+            torch.save(payload, tmp)
+
     t0 = time.perf_counter()
     while state["model"] < models:
         k = state["model"]
@@ -464,6 +413,9 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
             continue
         if budget is not None and state["elapsed"] + time.perf_counter() - t0 >= budget:
             state["cut_short"] = True
+            state["elapsed"] += time.perf_counter() - t0
+            if state["step"] and (not state["history"] or state["history"][-1]["step"] != state["step"]):
+                evaluate_and_save(k)  # the weights it stopped at: scored and saved
             break
         backend.train()
         if backend.per_step:  # the shared photo branch is frozen for B3
@@ -498,36 +450,8 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", active=f"{np.mean(actives[-20:]):.2f}")
         if state["step"] % eval_every and state["step"] != per_model:
             continue
-        # an evaluation: validation, the best checkpoint, last.pt
         state["elapsed"] += time.perf_counter() - t0
-        state["epoch"] = state["step"] // steps_per_epoch  # passes over the training photos so far
-        row: dict[str, Any] = {"model": k, "step": state["step"], "epoch": state["step"] // steps_per_epoch,
-                               "loss": float(np.mean(losses)) if losses else None,
-                               "active": float(np.mean(actives)) if actives else None,
-                               "lr": _cosine_lr(cfg.lr, state["step"] / per_model),
-                               "elapsed": round(state["elapsed"], 2)}
-        losses, actives = [], []
-        with averaged.swapped() if averaged is not None else contextlib.nullcontext():  # the averaged weights
-            if len(val_sketch_ids):
-                row.update(_validate(backend, records, val_sketch_ids, sketch_photo, val_photo_ids, photos_rgb,
-                                     cfg.steps))
-            state["history"].append(row)
-            if not cfg.progress:
-                print(json.dumps(row), flush=True)
-            # the model is "best" at its best validation m@B; for B3 the models are kept as trained
-            score = row.get("val_m@B", float(state["step"]))
-            if backend.per_step or score >= state["best"] or not len(val_sketch_ids):
-                state["best"] = score
-                backend.save(out / "backend.pt", extra={"history": json.dumps(state["history"]),
-                                                        "training": training})
-        payload = {"backend": backend.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(rng),
-                   "state": json.dumps(state), "run_config": json.dumps(run_config, default=str)}
-        if averaged is not None:
-            payload["average"] = [t.detach().cpu() for t in averaged.average]
-        if holef is not None:
-            payload["holef"] = holef.state_dict()
-        with atomic_path(last) as tmp:
-            torch.save(payload, tmp)
+        evaluate_and_save(k)
         t0 = time.perf_counter()
         evaluations += 1
         if stop_after is not None and evaluations >= stop_after:
