@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="sketch-env", description="On-the-fly sketch-based image retrieval with RL.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-q", "--quiet", action="count", default=0,
+                        help="only warnings and errors (messages go to stderr; results to stdout)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug messages too")
     sub = parser.add_subparsers(dest="command", required=True)
     data_cli.add_commands(sub)
     embed_cli.add_commands(sub)

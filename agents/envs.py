@@ -15,7 +15,7 @@ import numpy as np
 
 from sketch_env.errors import ArgumentError
 
-__all__ = ["make_sb3_vec_env", "make_native_vec_env", "policy_start", "evaluate_agent_ranks",
+__all__ = ["make_sb3_vec_env", "make_native_vec_env", "native_env", "policy_start", "evaluate_agent_ranks",
            "frozen_backend_ranks", "env_short_name"]
 
 
@@ -37,12 +37,23 @@ def make_native_vec_env(env_id: str, n_envs: int, split: str, env_device: str = 
 def make_sb3_vec_env(env_id: str, n_envs: int, seed: int, split: str = "train", env_device: str = "cpu",
                      **env_kwargs: Any):
     """The native vector env adapted to SB3's ``VecEnv`` and seeded."""
+    from stable_baselines3.common.vec_env import VecMonitor
+
     from sketch_env.envs.sb3 import make_sb3_vec_env as make
 
     kwargs = dict(env_kwargs, split=split)
     if env_device != "cpu":
         kwargs.update(compute="torch", device=env_device)
-    return make(env_id, n_envs, seed, **kwargs)
+    # VecMonitor: episode returns and lengths, which SB3 logs as rollout/ep_rew_mean and rollout/ep_len_mean
+    return VecMonitor(make(env_id, n_envs, seed, **kwargs))
+
+
+def native_env(env: Any) -> Any:
+    """The native batched env under SB3 wrappers (:class:`~stable_baselines3.common.vec_env.VecMonitor`,
+    :class:`~sketch_env.envs.sb3.SB3VecEnv`)."""
+    while hasattr(env, "venv"):
+        env = env.venv
+    return env
 
 
 def policy_start(data: Any, action_bound: float, with_query_layer: bool = True) -> dict[str, Any]:

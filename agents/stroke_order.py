@@ -37,6 +37,7 @@ from sketch_env.cache import atomic_path, read_json, write_json
 from sketch_env.config import check_config
 from sketch_env.envs.stroke_order import DESCRIPTOR_INDEX, DESCRIPTOR_SIZE, StrokeOrderParallelEnv
 from sketch_env.errors import ArgumentError
+from sketch_env.log import logger
 from sketch_env.runs import check_resume, read_resume_file, run_lock
 
 __all__ = ["Retriever", "frozen_retriever", "policy_retriever", "SketcherGymEnv", "play_episode",
@@ -382,7 +383,7 @@ def _train_sketcher_locked(cfg: SketcherTrainConfig, out: Path, make_game: Calla
         model.policy.optimizer.load_state_dict(state["optimizer"])
         model.num_timesteps = resumed_from = int(state["num_timesteps"])
         seconds_before = float(state["seconds"])
-        print(f"[{cfg.label}] resuming from {ckpt} at {resumed_from} steps", flush=True)
+        logger.info(f"[{cfg.label}] resuming from {ckpt} at {resumed_from} steps")
     t0 = time.perf_counter()
     callbacks = [_checkpoint_callback(ckpt, wanted, seconds_before)]
     if cfg.progress:
@@ -394,7 +395,7 @@ def _train_sketcher_locked(cfg: SketcherTrainConfig, out: Path, make_game: Calla
     with atomic_path(path) as tmp:
         torch.save(model.policy.state_dict(), tmp)
     ckpt.unlink(missing_ok=True)
-    print(f"[{cfg.label}] {cfg.timesteps} steps in {seconds / 60:.1f} min", flush=True)
+    logger.info(f"[{cfg.label}] {cfg.timesteps} steps in {seconds / 60:.1f} min")
     return path
 
 

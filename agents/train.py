@@ -29,12 +29,13 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.algorithms import algorithm_spec
 from agents.config import check_rl_target, load_hyperparams
-from agents.envs import env_short_name, evaluate_agent_ranks, make_sb3_vec_env, policy_start
+from agents.envs import env_short_name, evaluate_agent_ranks, make_sb3_vec_env, native_env, policy_start
 from agents.io import load_agent, save_agent
 from agents.policy import LinearGaussianPolicy
 from sketch_env.cache import data_dir, read_json, write_json
 from sketch_env.config import check_config
 from sketch_env.device import resolve_device
+from sketch_env.log import logger
 from sketch_env.metrics import summarise
 from sketch_env.runs import check_resume, read_resume_file, run_lock
 
@@ -131,11 +132,11 @@ class TrainingRun:
     def evaluate_and_checkpoint(self, model: Any) -> None:
         scores = self.validate(model)
         step = int(model.num_timesteps)
-        logger = getattr(model, "_logger", None)  # set up by learn(); absent for a run of 0 steps
-        if logger is not None:
-            logger.record("eval/m@B", scores["m@B"])
-            logger.record("eval/m@A", scores["m@A"])
-            logger.dump(step)
+        sb3_logger = getattr(model, "_logger", None)  # set up by learn(); absent for a run of 0 steps
+        if sb3_logger is not None:
+            sb3_logger.record("eval/m@B", scores["m@B"])
+            sb3_logger.record("eval/m@A", scores["m@A"])
+            sb3_logger.dump(step)
         row = {"timesteps": step, "elapsed": round(self.elapsed(), 1)} | {
             k: float(v) for k, v in scores.items() if k in ("m@A", "m@B", "A@1", "A@5", "A@10")}
         with open(self.out / "history.jsonl", "a") as f:
@@ -149,8 +150,8 @@ class TrainingRun:
             save_agent(model, self.out / "best.zip", self.cfg.algo, self.cfg.env_id, self.env_kwargs, self.hp, extra)
         save_agent(model, self.out / "last.zip", self.cfg.algo, self.cfg.env_id, self.env_kwargs, self.hp, extra)
         if self.cfg.progress:
-            print(f"[{self.cfg.algo} s{self.cfg.seed}] {step} steps, {self.elapsed():.0f} s: validation "
-                  f"m@A {scores['m@A']:.1f} m@B {scores['m@B']:.1f} (best {self.state['best']:.1f})", flush=True)
+            logger.info(f"[{self.cfg.algo} s{self.cfg.seed}] {step} steps, {self.elapsed():.0f} s: validation "
+                        f"m@A {scores['m@A']:.1f} m@B {scores['m@B']:.1f} (best {self.state['best']:.1f})")
 
 
 def split_hyperparams(algo: str, hp: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int, int | None, bool]:
@@ -174,7 +175,7 @@ def build_agent(algo: str, hp: dict[str, Any], env: Any, seed: int, device: str 
     model both training paths start from and save."""
     cls, fixed, _ = algorithm_spec(algo)
     learn_hp, policy_kwargs, _, _, init_from_backend = split_hyperparams(algo, hp)
-    native = env.venv
+    native = native_env(env)
     residual = native.options.action == "residual"
     start = policy_start(native.data, float(native.single_action_space.high.min()),
                          with_query_layer=init_from_backend and not residual)
@@ -235,7 +236,7 @@ def _train_agent_locked(cfg: RLTrainConfig, hp: dict[str, Any], n_envs: int, tim
         run.state.update(read_meta(last).get("train_state", {}))
         run.elapsed_before = float(run.state.get("elapsed", 0.0))
         model.set_random_seed(cfg.seed + int(model.num_timesteps))
-        print(f"resuming {out} at {model.num_timesteps} env steps")
+        logger.info(f"resuming {out} at {model.num_timesteps} env steps")
     else:
         write_json(out / "config.json", run_config)
         model = build_agent(cfg.algo, hp, env, cfg.seed, device, str(out / "tb"))
@@ -248,8 +249,8 @@ def _train_agent_locked(cfg: RLTrainConfig, hp: dict[str, Any], n_envs: int, tim
     elif not (out / "best.zip").exists():  # nothing to train (0 steps): the starting point is the result
         run.evaluate_and_checkpoint(model)
     if int(model.num_timesteps) < timesteps:
-        print(f"sketch-env: the --minutes {cfg.minutes:g} cap cut this RL training short at {model.num_timesteps} of "
-              f"{timesteps} env steps: its figures are not those of the full run; run the same command again "
-              "without the cap (or a larger one) to finish it", flush=True)
+        logger.warning(f"the --minutes {cfg.minutes:g} cap cut this RL training short at {model.num_timesteps} of "
+                       f"{timesteps} env steps: its figures are not those of the full run; run the same command again "
+                       "without the cap (or a larger one) to finish it")
     env.close()
     return out / "best.zip"

@@ -65,7 +65,7 @@ def measure_sb3(algo: str, env_id: str, env_kwargs: dict, hp: dict, timesteps: i
 
 def make_fast(algo: str, env_id: str, env_kwargs: dict, hp: dict, seeds: list[int], device: str, compute: str,
               compile: str | None = None):
-    from agents.envs import make_sb3_vec_env
+    from agents.envs import make_sb3_vec_env, native_env
     from agents.fast.env import DeviceRetrievalEnv
     from agents.fast.trainer import FastTrainer
     from agents.train import build_agent, split_hyperparams
@@ -73,7 +73,7 @@ def make_fast(algo: str, env_id: str, env_kwargs: dict, hp: dict, seeds: list[in
     _, _, n_envs, _, _ = split_hyperparams(algo, hp)
     sb3_env = make_sb3_vec_env(env_id, n_envs=n_envs, seed=seeds[0], split="train", **env_kwargs)
     models = [build_agent(algo, hp, sb3_env, s, "cpu") for s in seeds]
-    native = sb3_env.venv
+    native = native_env(sb3_env)
     env = DeviceRetrievalEnv(native.data, len(seeds) * n_envs, native.options, seeds=seeds, device=device,
                              compute=compute)
     return FastTrainer(models, env, algo, hp, seeds, torch.device(device), compile=compile)

@@ -56,6 +56,7 @@ from sketch_env.datasets import make_dataset
 from sketch_env.datasets.base import SketchDataset
 from sketch_env.device import resolve_device
 from sketch_env.errors import ArgumentError
+from sketch_env.log import logger
 from sketch_env.metrics import ranks_from_embeddings
 from sketch_env.render import render_progressive
 from sketch_env.runs import check_resume, read_resume_file, run_lock
@@ -134,7 +135,7 @@ def _train_meta_locked(cfg: MetaTrainConfig, dataset: SketchDataset, out: Path, 
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(rng, ckpt["rng"])
         state = json.loads(ckpt["state"])
-        print(f"resuming {out} at outer step {state['step']}")
+        logger.info(f"resuming {out} at outer step {state['step']}")
 
     def save() -> None:
         backend.save(out / "backend.pt", extra={"history": json.dumps(state["history"][-200:])})
@@ -176,7 +177,7 @@ def _train_meta_locked(cfg: MetaTrainConfig, dataset: SketchDataset, out: Path, 
             state["history"].append(row)
             window = []
             if not cfg.progress:
-                print(json.dumps(row))
+                logger.info(json.dumps(row))
             save()
         if stop_after_steps is not None and steps_this_call >= stop_after_steps:
             break
@@ -190,8 +191,8 @@ def _train_meta_locked(cfg: MetaTrainConfig, dataset: SketchDataset, out: Path, 
         with atomic_path(out / "history.json") as tmp:
             tmp.write_text(json.dumps(state["history"], indent=1))
     if state["step"] < cfg.outer_steps and budget is not None and state["elapsed"] >= budget:
-        print(f"sketch-env: the --minutes {cfg.minutes:g} cap cut this meta-training short at {state['step']} of "
-              f"{cfg.outer_steps} outer steps: its figures are not those of the full run", flush=True)
+        logger.warning(f"the --minutes {cfg.minutes:g} cap cut this meta-training short at {state['step']} of "
+                       f"{cfg.outer_steps} outer steps: its figures are not those of the full run")
     backend.eval()
     return out / "backend.pt"
 

@@ -49,6 +49,7 @@ from sketch_env.datasets import make_dataset
 from sketch_env.datasets.base import stable_fraction
 from sketch_env.device import resolve_device
 from sketch_env.errors import ArgumentError, ConfigError
+from sketch_env.log import logger
 from sketch_env.metrics import m_at_b, ranks_from_embeddings
 from sketch_env.render import render_progressive
 from sketch_env.runs import check_resume, read_resume_file, run_lock
@@ -269,6 +270,31 @@ def train_backend(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         return _train_locked(cfg, dataset, out, device, stop_after)
 
 
+class _Board:
+    """TensorBoard scalars of a training's evaluations (``<run folder>/tb``): train/loss, train/active (the
+    share of triplets inside the margin), train/lr, and the validation figures."""
+
+    KEYS = {"loss": "train/loss", "active": "train/active", "lr": "train/lr", "val_m@B": "val/m@B",
+            "val_A@1": "val/A@1"}
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self._writer = folder, None
+
+    def write(self, row: dict[str, Any], step: int) -> None:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.folder))
+        for key, tag in self.KEYS.items():
+            if row.get(key) is not None:
+                self._writer.add_scalar(tag, float(row[key]), step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
 def _cosine_lr(base: float, frac: float) -> float:
     return base * 0.5 * (1.0 + math.cos(math.pi * min(max(frac, 0.0), 1.0)))
 
@@ -360,7 +386,7 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
         backend.to(device)
         if averaged is not None:
             averaged.average = [t.to(device) for t in ckpt["average"]]
-        print(f"resuming {out} at model {state['model']} step {state['step']} of {per_model}")
+        logger.info(f"resuming {out} at model {state['model']} step {state['step']} of {per_model}")
 
     from tqdm.auto import tqdm
 
@@ -370,6 +396,8 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
                desc=f"{cfg.backend} {dataset.name}", disable=not cfg.progress)
     losses: list[float] = []
     actives: list[float] = []
+
+    board = _Board(out / "tb")
 
     def evaluate_and_save(k: int) -> None:
         """An evaluation: validation, the best checkpoint, last.pt (the clock stopped meanwhile)."""
@@ -386,8 +414,9 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
                 row.update(_validate(backend, records, val_sketch_ids, sketch_photo, val_photo_ids, photos_rgb,
                                      cfg.steps))
             state["history"].append(row)
+            board.write(row, k * per_model + state["step"])
             if not cfg.progress:
-                print(json.dumps(row), flush=True)
+                logger.info(json.dumps(row))
             # the model is "best" at its best validation m@B; for B3 the models are kept as trained
             score = row.get("val_m@B", float(state["step"]))
             if backend.per_step or score >= state["best"] or not len(val_sketch_ids):
@@ -456,13 +485,15 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
         evaluations += 1
         if stop_after is not None and evaluations >= stop_after:
             bar.close()
+            board.close()
             return out / "backend.pt"
     bar.close()
+    board.close()
     if state["cut_short"]:
         done = state["model"] * per_model + state["step"]
-        print(f"sketch-env: the --minutes {cfg.minutes:g} cap cut this training short at {done} of "
-              f"{per_model * models} gradient steps: its figures are not those of the full run; run the same "
-              "command again without the cap (or a larger one) to finish it", flush=True)
+        logger.warning(f"the --minutes {cfg.minutes:g} cap cut this training short at {done} of "
+                       f"{per_model * models} gradient steps: its figures are not those of the full run; run the same "
+                       "command again without the cap (or a larger one) to finish it")
     write_json(out / "history.json", {"history": state["history"], "cut_short": state["cut_short"],
                                       "training": training})
     return out / "backend.pt"

@@ -50,6 +50,7 @@ from sketch_env.config import check_config
 from sketch_env.datasets import make_dataset
 from sketch_env.datasets.base import SketchDataset
 from sketch_env.errors import ArgumentError
+from sketch_env.log import logger
 from sketch_env.runs import run_lock
 from sketch_env.schedule import PointSchedule
 
@@ -291,7 +292,7 @@ def train_zero_shot(cfg: ZeroShotTrainConfig) -> Path:
         history = fit_cvae(backend, sketch, photo, cfg.epochs, cfg.batch_size, cfg.lr, cfg.beta1, cfg.seed,
                            cfg.progress)
         seconds = {"feature_seconds": round(t1 - t0, 2), "train_seconds": round(time.perf_counter() - t1, 2)}
-        print(json.dumps(history[-1] | seconds))
+        logger.info(json.dumps(history[-1] | seconds))
         run = {"train": asdict(cfg), "history": history, **seconds}
         path = backend.save(out / "backend.pt", extra={"run": json.dumps(run, default=str)})
         write_json(out / "history.json", run)

@@ -79,8 +79,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; a user error is one line on stderr and exit code 2."""
+    from sketch_env.log import configure_logging
+
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, for records of the run
+    configure_logging(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))
     try:
         return int(args.func(args) or 0)
     except (SketchEnvError, ValueError, FileNotFoundError, RuntimeError) as exc:

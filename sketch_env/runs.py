@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import socket
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -28,6 +27,7 @@ from filelock import FileLock, Timeout
 
 from sketch_env.backend import flatten_mapping
 from sketch_env.errors import SketchEnvError
+from sketch_env.log import logger
 
 __all__ = ["RunConfigError", "RunLockedError", "check_resume", "plain", "run_lock", "entry_lock", "lock_path",
            "remove_stale_temporaries", "prepare_run_folder", "read_resume_file"]
@@ -90,8 +90,7 @@ def run_lock(folder: str | Path, wait: bool = True) -> Iterator[Path]:
         if not wait:
             raise RunLockedError(f"{folder} is in use by {_holder(lock_path)}: wait for it to finish, or pass "
                                  "another --out") from None
-        print(f"sketch_env: waiting for {_holder(lock_path)}, which holds the run folder {folder}",
-              file=sys.stderr, flush=True)
+        logger.warning(f"waiting for {_holder(lock_path)}, which holds the run folder {folder}")
         lock.acquire()
     with _held(lock, lock_path):
         remove_stale_temporaries(folder)
@@ -108,8 +107,7 @@ def entry_lock(lock_path: str | Path, what: str) -> Iterator[None]:
     try:
         lock.acquire(timeout=1.0)
     except Timeout:
-        print(f"sketch_env: waiting for {_holder(lock_path)}, which is building {what}", file=sys.stderr,
-              flush=True)
+        logger.warning(f"waiting for {_holder(lock_path)}, which is building {what}")
         lock.acquire()
     with _held(lock, lock_path):
         yield

@@ -76,3 +76,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def package_logger():
+    """The ``sketch_env`` logger as a library leaves it (a CLI test configures it for its process): each test
+    starts with it propagating to the root, where pytest's ``caplog`` reads it."""
+    import logging
+
+    logger = logging.getLogger("sketch_env")
+    yield logger
+    logger.handlers[:] = []
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)

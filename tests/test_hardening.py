@@ -295,7 +295,7 @@ def test_a_second_writer_of_a_run_folder_is_refused_with_the_holder_when_it_will
         pass
 
 
-def test_a_second_writer_of_a_run_folder_waits_for_the_holder(tmp_path, capsys):
+def test_a_second_writer_of_a_run_folder_waits_for_the_holder(tmp_path, caplog):
     p = _start_holder(tmp_path / "run", 4)
     try:
         with run_lock(tmp_path / "run"):
@@ -305,7 +305,7 @@ def test_a_second_writer_of_a_run_folder_waits_for_the_holder(tmp_path, capsys):
     finally:
         p.terminate()
         p.join()
-    assert f"waiting for process {p.pid}" in capsys.readouterr().err
+    assert f"waiting for process {p.pid}" in caplog.text
 
 
 def _train_synthetic(out: str, cache: str, data: str) -> None:

@@ -61,6 +61,7 @@ from sketch_env.config import check_config
 from sketch_env.device import resolve_device
 from sketch_env.envs.sb3 import SB3VecEnv
 from sketch_env.errors import ArgumentError
+from sketch_env.log import logger
 from sketch_env.runs import check_resume, read_resume_file, run_lock
 
 __all__ = ["FastTrainConfig", "FastTrainer", "train_fast", "FAST_ALGORITHMS"]
@@ -469,7 +470,8 @@ def _train_fast_locked(cfg: FastTrainConfig, hp: dict[str, Any], n_envs: int, ti
     trainer = FastTrainer(models, env, cfg.algo, hp, cfg.seeds, device, compile=cfg.compile)
     if resume:
         trainer.load_states([s["trainer"] for s in resume])
-        print(f"resuming {cfg.algo} (seeds {cfg.seeds}, {runs[0].out.parent}) at {trainer.num_timesteps} env steps")
+        logger.info(f"resuming {cfg.algo} (seeds {cfg.seeds}, {runs[0].out.parent}) at {trainer.num_timesteps} "
+                    "env steps")
     next_eval = int(runs[0].state["next_eval"])
 
     saved_at = trainer.num_timesteps if resume else -1
@@ -495,9 +497,9 @@ def _train_fast_locked(cfg: FastTrainConfig, hp: dict[str, Any], n_envs: int, ti
         checkpoint()
     if cfg.progress:
         total = sum(trainer.timing.values())
-        print(f"[fast {cfg.algo} x{len(runs)}] {trainer.num_timesteps} env steps per agent; training "
-              f"{trainer.num_timesteps * len(runs) / max(total, 1e-9):,.0f} env-steps/s over all agents "
-              f"(collection {trainer.timing['collect']:.1f} s, update {trainer.timing['update']:.1f} s)", flush=True)
+        logger.info(f"[fast {cfg.algo} x{len(runs)}] {trainer.num_timesteps} env steps per agent; training "
+                    f"{trainer.num_timesteps * len(runs) / max(total, 1e-9):,.0f} env-steps/s over all agents "
+                    f"(collection {trainer.timing['collect']:.1f} s, update {trainer.timing['update']:.1f} s)")
     sb3_env.close()
     return [run.out / "best.zip" for run in runs]
 

@@ -63,3 +63,17 @@ def test_resume_after_a_stop(tmp_path):
     assert load_agent(best.parent / "last.zip").num_timesteps >= 480 > first
     with pytest.raises(ValueError, match="different configuration"):
         _train(tmp_path, "ppo-a-clip", timesteps=480, learning_rate=1.0e-5)
+
+
+def test_sb3_logs_episode_return_and_length_to_tensorboard(tmp_path):
+    """The training env is in SB3's VecMonitor, so rollout/ep_rew_mean and rollout/ep_len_mean are logged."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    best = _train(tmp_path, "ppo-a-clip")
+    runs = list((best.parent / "tb").glob("*"))
+    assert runs
+    events = EventAccumulator(str(runs[0]))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"rollout/ep_rew_mean", "rollout/ep_len_mean", "eval/m@B"} <= tags
+    assert {e.value for e in events.Scalars("rollout/ep_len_mean")} == {10.0}  # the synthetic id's S = 10

@@ -112,16 +112,28 @@ def test_step_power_weights_later_steps(tmp_path):
     assert train_backend(_tiny_train(tmp_path, backend="b2", epochs=1)) == path  # p = 0: the old run resumes
 
 
-def test_a_run_cut_short_by_its_cap_saves_what_it_reached_says_so_and_finishes_later(tmp_path, capsys):
+def test_a_run_cut_short_by_its_cap_saves_what_it_reached_says_so_and_finishes_later(tmp_path, caplog):
     import json
 
     cfg = _tiny_train(tmp_path, epochs=None, gradient_steps=60, eval_every=30, minutes=1e-6)
     path = train_backend(cfg)  # the cap ends it at once, after one step
     record = json.loads((tmp_path / "b1" / "history.json").read_text())
     assert record["cut_short"] is True and record["history"][-1]["step"] < 60
-    assert path.is_file() and "cut this training short" in capsys.readouterr().out
+    assert path.is_file() and "cut this training short" in caplog.text
+    caplog.clear()
     cfg = _tiny_train(tmp_path, epochs=None, gradient_steps=60, eval_every=30)
     train_backend(cfg)  # the same command without the cap finishes it
     record = json.loads((tmp_path / "b1" / "history.json").read_text())
     assert record["cut_short"] is False and record["history"][-1]["step"] == 60
-    assert "cut this training short" not in capsys.readouterr().out
+    assert "cut this training short" not in caplog.text
+
+
+def test_training_writes_tensorboard_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train_backend(_tiny_train(tmp_path, epochs=2))
+    events = EventAccumulator(str(tmp_path / "b1" / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "val/m@B", "val/A@1"} <= tags
+    assert len(events.Scalars("val/m@B")) == 2  # one per evaluation (an epoch each)
