@@ -14,7 +14,7 @@ from typing import Any
 
 from agents.envs import evaluate_agent_ranks, frozen_backend_ranks
 from agents.io import PRETRAINED_DIR, load_agent, read_meta, resolve_agent
-from embeddings.evaluate import format_table, plot_curves, write_curves_csv
+from embeddings.evaluate import episode_rows, format_table, plot_curves, write_curves_csv, write_episodes_csv
 from sketch_env.cache import data_dir
 from sketch_env.metrics import retrieval_curves, summarise
 
@@ -29,7 +29,8 @@ def evaluate_model(path: str | Path, split: str = "test", deterministic: bool = 
     """Score the agent saved at ``path`` (and the frozen backend) on ``split``; write the table and curves.
 
     Returns ``{label: summarise(...) row with "curves" and "ranks"}``; files: ``metrics.md``, ``curves.csv``,
-    ``curves.png`` in ``out`` (default: beside the model, ``eval-<split>/``; for a shipped agent, named
+    ``curves.png`` (and ``.pdf``, ``.svg``), ``episodes.csv`` (one row per sketch and method) in
+    ``out`` (default: beside the model, ``eval-<split>/``; for a shipped agent, named
     instead of a path, the per-user data folder's ``evaluations/<name>-<split>/``).
     """
     path = resolve_agent(path)
@@ -52,6 +53,8 @@ def evaluate_model(path: str | Path, split: str = "test", deterministic: bool = 
     curves = {name: row["curves"] for name, row in rows.items()}
     plot_curves(curves, out / "curves.png", title=f"{env_id} {split} ({'mean' if deterministic else 'sampled'} action)")
     write_curves_csv(curves, out / "curves.csv")
+    episodes = [e for name, row in rows.items() for e in episode_rows(name, seed, row["ranks"], row["gallery_size"])]
+    write_episodes_csv(episodes, out / "episodes.csv")
     table = format_table(rows, columns=COLUMNS)
     (out / "metrics.md").write_text(table + "\n")
     return rows

@@ -149,12 +149,14 @@ def write_report(rows: list[dict], args: argparse.Namespace, out: Path, seconds:
                         r["cut_short"]])
     write_episodes_csv([e for r in rows for e in episode_rows(r["method"], r["seed"], r["result"]["ranks"],
                                                                r["result"]["gallery_size"])], out / "episodes.csv")
-    curves = {}
+    curves, per_seed = {}, {}
     for m in methods:
         mine = [r["result"]["curves"] for r in rows if r["method"] == m]
         curves[m] = {k: np.mean([c[k] for c in mine], axis=0) for k in ("percent", "ranking_percentile",
                                                                           "inverse_rank")}
-    plot_curves(curves, out / "curves.png", title=f"{args.dataset}: the main table's rows over the sketch")
+        per_seed[m] = mine
+    plot_curves(curves, out / "curves.png", title=f"{args.dataset}: the main table's rows over the sketch (band: "
+                "the seeds' range)", per_seed=per_seed)
     write_curves_csv(curves, out / "curves.csv")
     head = "| method | gallery | " + " | ".join(COLUMNS) + " | train min |"
     lines = [head, "| --- | ---: |" + " ---: |" * (len(COLUMNS) + 1)]

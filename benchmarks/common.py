@@ -144,12 +144,15 @@ def evaluate_run(args: argparse.Namespace, out: Path, algo: str, seed: int, trai
     from agents.io import read_meta
 
     cut_short = bool(read_meta(out / "last.zip").get("train_state", {}).get("cut_short"))
+    with open(out / "eval-test" / "episodes.csv") as f:  # the agent's rows (the frozen backend's are the same)
+        episodes = [{k: v for k, v in r.items() if k not in ("method", "seed")} for r in csv.DictReader(f)
+                    if r["method"] != "frozen backend"]
     agent = rows[next(k for k in rows if k != "frozen backend")]
     print(f"[{tag or algo} s{seed}] {train_s / 60:.1f} min this call; test m@A {agent['m@A']:.1f} "
           f"m@B {agent['m@B']:.1f}", flush=True)
     return {"algo": algo, "tag": tag or algo, "seed": seed, "rows": rows, "train_seconds": train_s,
             "run_seconds": history[-1]["elapsed"] if history else train_s, "curves": curves,
-            "timesteps": history[-1]["timesteps"] if history else 0, "cut_short": cut_short}
+            "timesteps": history[-1]["timesteps"] if history else 0, "cut_short": cut_short, "episodes": episodes}
 
 
 def backend_label(args: argparse.Namespace) -> str:
@@ -176,6 +179,8 @@ def write_results(groups: dict[str, tuple[str, list[dict]]], results: list[dict]
                   | {"Δ m@A": (0.0, 0.0), "Δ m@B": (0.0, 0.0), "minutes": "-"}}
     csv_rows = []
     curves = {f"{blabel} (frozen)": results[0]["curves"]["frozen backend"]}
+    seed_curves: dict[str, list] = {}
+    episodes: list[dict] = []
     for key, (label_md, runs) in groups.items():
         label = next(k for k in runs[0]["rows"] if k != "frozen backend")
         stats = {c: mean_ci([r["rows"][label][c] for r in runs]) for c in COLUMNS}
@@ -186,6 +191,8 @@ def write_results(groups: dict[str, tuple[str, list[dict]]], results: list[dict]
             label_md += f" (cut short by --minutes {args.minutes:g})"
         table_rows[label_md] = stats | {"minutes": f"{minutes:.1f}"}
         curves[key] = np.mean([np.asarray(r["curves"][label]) for r in runs], axis=0).tolist()
+        seed_curves[key] = [r["curves"][label] for r in runs]
+        episodes += [e | {"method": key, "seed": r["seed"]} for r in runs for e in r.get("episodes", [])]
         for r in runs:
             csv_rows.append({"run": key, "seed": r["seed"], **{c: r["rows"][label][c] for c in COLUMNS},
                              "env_steps": r["timesteps"], "cut_short": bool(r.get("cut_short")),
@@ -208,7 +215,8 @@ def write_results(groups: dict[str, tuple[str, list[dict]]], results: list[dict]
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.md").write_text(table + "\n")
     (out / "README.md").write_text(f"# {title}\n\n{table}\n\n![curves](curves.png)\n\nFiles: `{name}.csv` (one row "
-                                   "per run: method, seed, test figures, env steps, wall time), `curves.png`.\n")
+                                   "per run: method, seed, test figures, env steps, wall time), `episodes.csv` (one "
+                                   "row per test sketch and run), `curves.png` (and `.pdf`, `.svg`).\n")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(csv_rows[0]))
     writer.writeheader()
@@ -216,8 +224,17 @@ def write_results(groups: dict[str, tuple[str, list[dict]]], results: list[dict]
     (out / f"{name}.csv").write_text(buf.getvalue())
     from embeddings.evaluate import plot_curves
 
-    plot_curves({k: {"percent": [v[0] for v in c], "ranking_percentile": [v[1] for v in c],
-                     "inverse_rank": [v[2] for v in c]} for k, c in curves.items()}, out / "curves.png", title=title)
+    def as_curve(c):
+        return {"percent": [v[0] for v in c], "ranking_percentile": [v[1] for v in c],
+                "inverse_rank": [v[2] for v in c]}
+
+    plot_curves({k: as_curve(c) for k, c in curves.items()}, out / "curves.png",
+                title=title + " (band: the seeds' range)",
+                per_seed={k: [as_curve(c) for c in cs] for k, cs in seed_curves.items()})
+    if episodes:
+        from embeddings.evaluate import write_episodes_csv
+
+        write_episodes_csv(episodes, out / "episodes.csv")
     print(table)
     print(f"wrote {out / (name + '.md')}, {out / (name + '.csv')}, {out / 'curves.png'}")
 

@@ -87,7 +87,14 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
 def evaluate_checkpoint(args: argparse.Namespace, name: str | None = None) -> dict:
     """Evaluate a backend on a split (and, with ``--distractors``, a gallery grown by the train photos)."""
-    from embeddings.evaluate import evaluate_store, format_table, plot_curves, write_curves_csv
+    from embeddings.evaluate import (
+        episode_rows,
+        evaluate_store,
+        format_table,
+        plot_curves,
+        write_curves_csv,
+        write_episodes_csv,
+    )
 
     backend, dataset, store = _open_store(args, args.split)
     label = name or backend.name.upper()
@@ -106,6 +113,8 @@ def evaluate_checkpoint(args: argparse.Namespace, name: str | None = None) -> di
     out.mkdir(parents=True, exist_ok=True)
     plot_curves(curves, out / "curves.png", title=f"{dataset.name} {dataset.scheme} {args.split}")
     write_curves_csv(curves, out / "curves.csv")
+    episodes = [e for name, row in rows.items() for e in episode_rows(name, 0, row["ranks"], row["gallery_size"])]
+    write_episodes_csv(episodes, out / "episodes.csv")
     table = format_table(rows, columns=("gallery_size", "A@1", "A@5", "A@10", "m@A", "m@B"))
     (out / "metrics.md").write_text(table + "\n")
     print(table)

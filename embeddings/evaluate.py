@@ -51,35 +51,46 @@ def evaluate_store(store: FeatureStore, distractors: np.ndarray | None = None, c
     return result
 
 
-def plot_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path, title: str = "") -> Path:
-    """One PNG with two panels, ranking percentile and ``1 / rank`` against the % of the sketch drawn,
-    one line per named method (``curves[name]`` as returned by ``retrieval_curves``). Written atomically.
-    """
+def plot_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path, title: str = "",
+                per_seed: Mapping[str, Sequence[Mapping[str, Sequence[float]]]] | None = None) -> Path:
+    """Two panels, ranking percentile and ``1 / rank`` (log scale, so the early steps' small values stay
+    readable) against the % of the sketch drawn, one line per named method (``curves[name]`` as returned by
+    ``retrieval_curves``); where ``per_seed[name]`` gives the curve of every seed, the line is their mean and
+    the band spans the seeds (lowest to highest). Written atomically as ``path`` (PNG, 150 dpi) and beside it
+    as PDF and SVG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     path = Path(path)
-    fig = Figure(figsize=(10, 4), dpi=100)
+    fig = Figure(figsize=(10, 4), dpi=150)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
     panels = (("ranking_percentile", "ranking percentile"), ("inverse_rank", "1 / rank"))
+    per_seed = per_seed or {}
     for ax, (column, label) in zip(axes, panels):
         for name, curve in curves.items():
-            ax.plot(np.asarray(curve["percent"]), np.asarray(curve[column]), marker=".", label=name)
+            x = np.asarray(curve["percent"])
+            (line,) = ax.plot(x, np.asarray(curve[column]), marker=".", label=name)
+            seeds = per_seed.get(name)
+            if seeds and len(seeds) > 1:
+                ys = np.asarray([np.asarray(c[column]) for c in seeds])
+                ax.fill_between(x, ys.min(axis=0), ys.max(axis=0), color=line.get_color(), alpha=0.2, lw=0)
         ax.set_xlabel("% of sketch drawn")
         ax.set_ylabel(label)
         ax.set_xlim(0, 100)
-        ax.grid(True, alpha=0.3)
+        ax.grid(True, alpha=0.3, which="both")
     axes[0].set_ylim(0, 1.02)
+    axes[1].set_yscale("log")
     if curves:
         axes[1].legend(loc="best", fontsize="small")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
+    for target, fmt in ((path, "png"), (path.with_suffix(".pdf"), "pdf"), (path.with_suffix(".svg"), "svg")):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt)
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(buf.getvalue())
     return path
 
 

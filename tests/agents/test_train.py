@@ -36,6 +36,13 @@ def test_each_method_trains_saves_loads_and_evaluates(tmp_path, algo):
     assert history[0]["timesteps"] < history[-1]["timesteps"] and history[-1]["timesteps"] >= 320
     rows = evaluate_model(best, out=tmp_path / "eval")
     assert set(rows) == {"frozen backend", f"RL ({algo})"}
+    import csv
+
+    with open(tmp_path / "eval" / "episodes.csv") as f:  # per-sketch scores, tidy: one row per sketch and method
+        episodes = list(csv.DictReader(f))
+    n = rows[f"RL ({algo})"]["sketches"]
+    assert len(episodes) == 2 * n and {e["method"] for e in episodes} == set(rows)
+    assert all((tmp_path / "eval" / f"curves.{ext}").stat().st_size > 0 for ext in ("png", "pdf", "svg"))
     assert (tmp_path / "eval" / "curves.png").stat().st_size > 0
     model = load_agent(best)
     assert model.num_timesteps >= 0 and type(model).__name__ == ALGORITHMS[algo][0].__name__
