@@ -73,16 +73,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """The ``train`` and ``evaluate`` commands."""
+    from agents.configs import RLTrainConfig
+    from sketch_env.config import add_config_arguments
+
     train = sub.add_parser("train", help="train an RL method on the retrieval env (resumes from its run folder)")
-    train.add_argument("--algo", default="ppo-a-clip", choices=sorted(METHODS))
-    train.add_argument("--env", default="SketchEnv/OnTheFly-Kanji-v0", help="registered env id")
+    train.add_argument("--algo", default=RLTrainConfig.algo, choices=sorted(METHODS),
+                       help=f"RL method (default: {RLTrainConfig.algo})")
+    train.add_argument("--env", default=RLTrainConfig.env_id,
+                       help=f"registered env id (default: {RLTrainConfig.env_id})")
     train.add_argument("--env-kwarg", action="append", default=[], metavar="KEY=VALUE",
-                       help="env kwarg, VALUE parsed as YAML (e.g. backend=b2, action=residual)")
+                       help="env argument, VALUE read as YAML (e.g. backend=b2, action=residual)")
     train.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
-                       help="hyper-parameter override, VALUE parsed as YAML (e.g. learning_rate=1e-4)")
-    train.add_argument("--timesteps", type=int, default=None, help="env steps (default: the YAML's n_timesteps)")
-    train.add_argument("--minutes", type=float, default=None, help="wall-time budget")
-    train.add_argument("--seed", type=int, default=0)
+                       help="hyper-parameter override, VALUE read as YAML (e.g. learning_rate=1e-4)")
+    # the run's length, seed, devices and evaluation: RLTrainConfig's fields, their defaults and docs
+    add_config_arguments(train, RLTrainConfig, skip=("algo", "env_id", "env_kwargs", "overrides", "out", "progress",
+                                                     "device"))
     train.add_argument("--trainer", default="sb3", choices=["sb3", "fast"],
                        help="sb3: Stable-Baselines3 / sb3-contrib (every method); fast: env, policy and update on one "
                             "torch device (agents.fast; vpg and the PPO methods)")
@@ -96,8 +101,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--device", default=None,
                        help="policy device: auto (CUDA when present) | cpu | cuda; default cpu on the SB3 path (a "
                             "linear policy runs faster there), auto with --trainer fast")
-    train.add_argument("--env-device", default="cpu", help="where the vector env computes: cpu | cuda")
-    train.add_argument("--eval-every", type=int, default=100_000, help="env steps between validation evaluations")
     train.add_argument("--out", default=None, help="run folder (default <data>/agents/<env>/<algo>-s<seed>; fast: "
                        "<data>/agents-fast/<env>/<algo>-s<seed>; with several --seeds, the folder holding them; "
                        "<data> = $SKETCH_ENV_DATA or the per-user data folder)")

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from agents.algorithms import ALGORITHMS
-from sketch_env.config import ConfigError
+from sketch_env.config import ConfigError, parse_key_value
 from sketch_env.errors import ArgumentError, DataFormatError
 from sketch_env.limits import MAX_JSON_BYTES, read_bytes_bounded
 
@@ -133,18 +133,5 @@ def check_rl_target(algo: str, env_id: str, env_kwargs: dict[str, Any], override
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE parsed as YAML (``lr=1e-4``, ``policy_kwargs={log_std_init: -1}``)."""
-    if "=" not in text:
-        raise ConfigError(f"expected KEY=VALUE, got {text!r}")
-    key, _, value = text.partition("=")
-    try:
-        parsed = yaml.safe_load(value)  # safe_load: a YAML tag cannot build a Python object
-    except (yaml.YAMLError, RecursionError) as e:
-        why = getattr(e, "problem", None) or type(e).__name__
-        raise ConfigError(f"{key.strip()}: {value!r} is not a plain YAML value ({why})") from None
-    if isinstance(parsed, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
-        try:
-            parsed = float(parsed)
-        except ValueError:
-            pass
-    return key.strip(), parsed
+    """``KEY=VALUE`` with VALUE parsed as YAML: :func:`sketch_env.config.parse_key_value`."""
+    return parse_key_value(text)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,53 +28,18 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.algorithms import algorithm_spec
-from agents.config import check_rl_target, load_hyperparams
-from agents.envs import env_short_name, evaluate_agent_ranks, make_sb3_vec_env, native_env, policy_start
+from agents.config import load_hyperparams
+from agents.configs import RLTrainConfig
+from agents.envs import evaluate_agent_ranks, make_sb3_vec_env, native_env, policy_start
 from agents.io import load_agent, save_agent
 from agents.policy import LinearGaussianPolicy
-from sketch_env.cache import data_dir, read_json, write_json
-from sketch_env.config import check_config
+from sketch_env.cache import read_json, write_json
 from sketch_env.device import resolve_device
 from sketch_env.log import logger
 from sketch_env.metrics import summarise
 from sketch_env.runs import check_resume, read_resume_file, run_lock
 
 __all__ = ["RLTrainConfig", "TrainingRun", "train_agent", "build_agent", "split_hyperparams", "run_config_of"]
-
-
-@dataclass
-class RLTrainConfig:
-    algo: str = "ppo-a-clip"
-    env_id: str = "SketchEnv/OnTheFly-Kanji-v0"
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """extra env kwargs (backend, steps, reward, ...); the split is set by the trainer"""
-    timesteps: int | None = None
-    """env steps of training (default: the hyper-parameter file's n_timesteps)"""
-    minutes: float | None = None
-    """wall-time budget of training (evaluation included); None: no budget"""
-    seed: int = 0
-    device: str = "cpu"
-    """where the policy runs (:func:`sketch_env.device.resolve_device`; ``"auto"``: CUDA when present). The CPU
-    by default: the policy is one linear layer (F x d), which SB3 runs faster on the CPU than on a GPU, where
-    kernel launches and transfers dominate (measured in ``benchmarks/rl_methods.py``'s log)"""
-    env_device: str = "cpu"
-    """where the native vector env computes distances, ranks and Kendall-tau"""
-    eval_every: int = 100_000
-    """env steps between validation evaluations (and checkpoints)"""
-    overrides: dict[str, Any] = field(default_factory=dict)
-    """hyper-parameter overrides (``policy_kwargs`` merged key by key)"""
-    out: str | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        check_config(self, {"timesteps": (0, 10**12), "minutes": (0, None), "seed": (0, None),
-                            "eval_every": (1, None)})
-        check_rl_target(self.algo, self.env_id, self.env_kwargs, self.overrides)
-
-    def output_dir(self) -> Path:
-        if self.out:
-            return Path(self.out)
-        return data_dir("agents") / env_short_name(self.env_id) / f"{self.algo}-s{self.seed}"
 
 
 class _TrainingMonitor(BaseCallback):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -19,27 +18,16 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         "root": "data folder, for the datasets read from your disk",
         "out": "run folder (default <data>/backends/<dataset>-<scheme>/<backend>-s<seed>, where backend names are "
                "looked up; <data> = $SKETCH_ENV_DATA or the per-user data folder)"})
-    p.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
-                   help='backend option, e.g. --option loss=\'"holef"\' --option models=5 '
-                        '--option photo_preprocess=\'"canny"\' --option init_from=\'"<b1 run>/backend.pt"\'')
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="backend option, VALUE read as YAML: --option loss=holef --option models=5 "
+                        "--option photo_preprocess=edges --option 'channels=[48, 96, 192, 192]'")
 
 
 def parse_options(items: list[str]) -> dict:
-    """``--option KEY=JSON`` values as a dict (a value that is not JSON is kept as a bare string)."""
-    from sketch_env.config import ConfigError
+    """``--option KEY=VALUE`` values (VALUE read as YAML, :func:`sketch_env.config.parse_key_value`) as a dict."""
+    from sketch_env.config import parse_key_value
 
-    options = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise ConfigError(f"--option takes KEY=JSON, got {item!r}")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value  # a bare string
-        except RecursionError:
-            raise ConfigError(f"--option {key}: the JSON value nests too deep") from None
-    return options
+    return dict(parse_key_value(item) for item in items)
 
 
 def _train_config(args: argparse.Namespace):
@@ -189,7 +177,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     zs.add_argument("--steps", type=int, default=1, help="1: complete sketches (the paper); S: every step of S")
     zs.add_argument("--no-progress", action="store_true")
     zs.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy CPU)")
-    zs.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
+    zs.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                     help="backend option, e.g. --option samples=50 --option regression_weight=0")
     zs.set_defaults(func=_cmd_train_zs)
 
@@ -216,7 +204,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     meta.add_argument("--seed", type=int, default=md.seed)
     meta.add_argument("--device", default="auto")
     meta.add_argument("--no-progress", action="store_true")
-    meta.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
+    meta.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                       help="meta backend option, e.g. --option inner='\"all\"' (MAML) --option margin_net=false "
                            "--option domain_weight=0 --option first_order=true")
     meta.set_defaults(func=_cmd_meta_train, configs=lambda a: [_meta_config(a)])

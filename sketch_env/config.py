@@ -16,7 +16,7 @@ from typing import Any
 
 from sketch_env.errors import ConfigError
 
-__all__ = ["ConfigError", "check_config", "field_docs", "add_config_arguments", "config_from_args"]
+__all__ = ["ConfigError", "check_config", "field_docs", "add_config_arguments", "config_from_args", "parse_key_value"]
 
 
 _KINDS = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "list": list, "None": type(None),
@@ -144,3 +144,25 @@ def config_from_args(cls: type, args: Any, **extra: Any) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     values = {k: v for k, v in vars(args).items() if k in names}
     return cls(**(values | extra))
+
+
+def parse_key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE parsed as YAML (``lr=1e-4``, ``policy_kwargs={log_std_init: -1}``,
+    ``channels=[8, 16]``, ``photo_preprocess=edges``): the one override syntax of every ``sketch-env`` flag
+    that takes keys (``--hp``, ``--env-kwarg``, ``--option``). A YAML tag cannot build an object."""
+    import yaml
+
+    if "=" not in text:
+        raise ConfigError(f"expected KEY=VALUE (VALUE read as YAML), got {text!r}")
+    key, _, value = text.partition("=")
+    try:
+        parsed = yaml.safe_load(value)  # safe_load: a YAML tag cannot build a Python object
+    except (yaml.YAMLError, RecursionError) as e:
+        why = getattr(e, "problem", None) or type(e).__name__
+        raise ConfigError(f"{key.strip()}: {value!r} is not a plain YAML value ({why})") from None
+    if isinstance(parsed, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+        try:
+            parsed = float(parsed)
+        except ValueError:
+            pass
+    return key.strip(), parsed
