@@ -41,7 +41,8 @@ def make_sb3_vec_env(env_id: str, n_envs: int, seed: int, split: str = "train", 
 
     from sketch_env.envs.sb3 import make_sb3_vec_env as make
 
-    kwargs = dict(env_kwargs, split=split)
+    # a training reads every sketch many times: the split's features are computed once and cached on disk
+    kwargs = dict(env_kwargs, split=split, precompute=True)
     if env_device != "cpu":
         kwargs.update(compute="torch", device=env_device)
     # VecMonitor: episode returns and lengths, which SB3 logs as rollout/ep_rew_mean and rollout/ep_len_mean
@@ -90,6 +91,8 @@ def _play_split(env_id: str, env_kwargs: dict[str, Any], split: str, env_device:
 
     # ranks only: the reward (and its Kendall-tau term) is not needed, so it is not computed
     kwargs = dict(env_kwargs, order="sequential", reward="inverse_rank", kendall=False)
+    if data is None:  # every sketch of the split is read: computed once, cached on disk for the next evaluation
+        kwargs.setdefault("precompute", True)
     if data is not None:  # the given data instead of the split's: only the env's own arguments apply
         from sketch_env.envs.vector import OnTheFlyRetrievalVectorEnv
 
@@ -132,7 +135,7 @@ def evaluate_agent_ranks(model: Any, env_id: str, env_kwargs: dict[str, Any], sp
 
 def frozen_backend_ranks(env_id: str, env_kwargs: dict[str, Any], split: str = "test") -> tuple[np.ndarray, int]:
     """Ranks of the frozen backend's own queries: ``action="residual"`` with a zero action."""
-    kwargs = dict(env_kwargs, action="residual")
+    kwargs = dict(env_kwargs, action="residual", precompute=True)
     probe = gym.make(env_id, **dict(kwargs, split=split))
     d = probe.action_space.shape[0]
     probe.close()

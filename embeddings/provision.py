@@ -173,6 +173,7 @@ def load_retrieval_data(
     backend_device: str = "auto",
     progress: bool = True,
     adapt: dict[str, Any] | None = None,
+    precompute: bool | None = None,
 ) -> RetrievalData:
     """The :class:`RetrievalData` of an env spec's values (the environment's Arguments; module docstring).
 
@@ -183,9 +184,16 @@ def load_retrieval_data(
     (:func:`adapted_checkpoint`): ``{"shots": k, "steps": K, "category": name or None, "seed": s,
     "split": "train" | "test"}``.
 
+    ``precompute``: True computes the features of every (sketch, step) of the split now and caches them on
+    disk (the feature store: what a training wants); False computes each sketch's on first use, in memory;
+    None (default) uses the cached store if there is one, else computes on first use, so that making an env
+    never waits for a whole split.
+
     Memoised per process on the arguments and the checkpoint file's size and modification time.
     """
     check_data_arguments(split, steps, schedule, val_fraction, backend_seed, distractors, progress)
+    if precompute not in (None, True, False):
+        raise ArgumentError(f"precompute must be None, True or False, got {precompute!r}")
     backend = str(backend)
     if dataset is None and not _is_path(backend):
         dataset = "kanji"
@@ -209,6 +217,7 @@ def load_retrieval_data(
         backend_device=backend_device,
         progress=progress,
         adapt=None if adapt is None else dict(adapt),
+        precompute=precompute,
     )
 
     if _is_path(backend):
@@ -223,7 +232,7 @@ def load_retrieval_data(
     checkpoint = checkpoint.resolve()
     stat = checkpoint.stat()
     memo_key = (str(checkpoint), stat.st_mtime_ns, stat.st_size, dataset, kwargs["data_root"], scheme, split,
-                int(steps), schedule, bool(distractors), val_fraction)
+                int(steps), schedule, bool(distractors), val_fraction, precompute)
     if memo_key in _MEMO:
         _MEMO.move_to_end(memo_key)
         return _MEMO[memo_key]
@@ -236,17 +245,33 @@ def load_retrieval_data(
 
 def _build_data(checkpoint: Path, kwargs: dict[str, Any], dataset: str | None, scheme: str | None) -> RetrievalData:
     """Open the feature store of ``checkpoint`` and cut the split's arrays out of it."""
-    from embeddings.store import gallery_embeddings, open_backend_store
+    from types import SimpleNamespace
+
+    from embeddings.store import (
+        LazyFeatures,
+        backend_and_dataset,
+        cached_feature_store,
+        gallery_embeddings,
+        open_feature_store,
+    )
     from sketch_env.schedule import make_schedule
 
     split, steps, schedule = kwargs["split"], kwargs["steps"], kwargs["schedule"]
     store_split = "test" if split == "test" else "train"
-    net, ds, store = open_backend_store(
-        checkpoint, store_split, steps=steps, schedule=schedule, dataset=dataset, root=kwargs["data_root"],
-        scheme=scheme, device=kwargs["backend_device"], progress=kwargs["progress"],
-    )
+    net, ds = backend_and_dataset(checkpoint, dataset, kwargs["data_root"], scheme, kwargs["backend_device"])
+    sched = make_schedule(schedule, steps)
     photos = ds.photos(store_split)
     records = ds.sketches(store_split)
+    precompute = kwargs["precompute"]
+    store = None if precompute else cached_feature_store(net, ds, store_split, sched)
+    if store is None and precompute is False or store is None and precompute is None:
+        # no store on disk: features computed per sketch on first use (the env starts at once)
+        lazy = LazyFeatures(net, [r.sketch for r in records], sched, progress=kwargs["progress"])
+        store = SimpleNamespace(sketch_features=lazy.sketch_features, queries=lazy.queries,
+                                gallery=gallery_embeddings(net, ds, store_split, progress=kwargs["progress"]),
+                                photo_index=np.asarray(ds.photo_index(store_split), dtype=np.int64))
+    elif store is None:  # precompute=True: every feature computed now and cached on disk
+        store = open_feature_store(net, ds, store_split, sched, progress=kwargs["progress"])
     train_split = dict(net.config.get("train_split") or {})
     keep, sketch_rows = _split_selection([p.instance for p in photos], store.photo_index, split,
                                          kwargs["val_fraction"], train_split)
@@ -277,7 +302,7 @@ def _build_data(checkpoint: Path, kwargs: dict[str, Any], dataset: str | None, s
         dataset=ds,
         sketch_records=[records[i] for i in sketch_rows],
         photo_records=photo_records,
-        schedule=make_schedule(schedule, steps),
+        schedule=sched,
         render_config=net.render_config,
         load_kwargs=kwargs,
         loader=load_retrieval_data,

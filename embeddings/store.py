@@ -45,7 +45,10 @@ from sketch_env.schedule import Schedule
 from sketch_env.sketch import Sketch
 
 __all__ = [
+    "backend_and_dataset",
     "embed_progressive",
+    "cached_feature_store",
+    "LazyFeatures",
     "FeatureStore",
     "feature_store_key",
     "open_feature_store",
@@ -364,6 +367,77 @@ def open_feature_store(
         return _open_or_build(final, key, backend, dataset, split, schedule, batch_size, rebuild, progress)
 
 
+def cached_feature_store(backend: EmbeddingBackend, dataset: SketchDataset, split: str, schedule: Schedule,
+                         root_dir: str | Path | None = None) -> FeatureStore | None:
+    """The valid feature store of these arguments if one is already on disk, else None (nothing is built)."""
+    key = feature_store_key(backend, dataset, split, schedule)
+    final = (Path(root_dir) if root_dir is not None else cache_dir("features")) / key
+    if not final.exists():
+        return None
+    found = _load(final, key)
+    return found if isinstance(found, FeatureStore) else None
+
+
+class LazyFeatures:
+    """The features and own queries of a split's sketches, computed on first use, a sketch (all its ``S``
+    steps) at a time, and kept in memory: an env made before any feature store exists starts at once and
+    pays only for the sketches its episodes draw. Exposes :attr:`sketch_features` and :attr:`queries`,
+    array-likes of shapes ``(n, S, F)`` and ``(n, S, d)`` that index like NumPy arrays (reading all of
+    them computes all)."""
+
+    def __init__(self, backend: EmbeddingBackend, sketches: Sequence[Sketch], schedule: Schedule,
+                 batch_size: int = 256, progress: bool = False) -> None:
+        n, steps = len(sketches), _steps_of(schedule)
+        self.backend, self.sketches, self.schedule = backend, list(sketches), schedule
+        self.batch_size, self.progress = batch_size, progress
+        self._arrays = {"sketch_features": np.zeros((n, steps, backend.feature_dim), np.float32),
+                        "queries": np.zeros((n, steps, backend.embed_dim), np.float32)}
+        self.filled = np.zeros(n, dtype=bool)
+        self.sketch_features = _LazyArray(self, "sketch_features")
+        self.queries = _LazyArray(self, "queries")
+
+    def ensure(self, rows: np.ndarray) -> None:
+        """Compute the rows not computed yet (checked finite)."""
+        rows = np.unique(np.asarray(rows, dtype=np.int64).ravel())
+        missing = rows[~self.filled[rows]]
+        if not len(missing):
+            return
+        from tqdm.auto import tqdm
+
+        feats, queries = self._arrays["sketch_features"], self._arrays["queries"]
+        with tqdm(total=len(missing), desc="features", unit="sketch", leave=False,
+                  disable=not (self.progress and len(missing) > 500)) as bar:
+            for lo, hi, f, q in embed_progressive(self.backend, [self.sketches[i] for i in missing], self.schedule,
+                                                  self.batch_size):
+                if not (np.isfinite(f).all() and np.isfinite(q).all()):
+                    raise ArgumentError(f"the backend gave NaN or inf features for sketch rows {missing[lo:hi]}")
+                idx = missing[lo:hi]
+                feats[idx], queries[idx] = f, q
+                self.filled[idx] = True
+                bar.update(hi - lo)
+
+
+class _LazyArray:
+    """One array of a :class:`LazyFeatures`: indexing computes the rows it reads."""
+
+    def __init__(self, owner: LazyFeatures, name: str) -> None:
+        self._owner, self._name = owner, name
+        self.shape, self.dtype, self.ndim = owner._arrays[name].shape, np.dtype(np.float32), 3
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        rows = key[0] if isinstance(key, tuple) else key
+        self._owner.ensure(np.arange(self.shape[0])[rows])
+        return self._owner._arrays[self._name][key]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        self._owner.ensure(np.arange(self.shape[0]))
+        arr = self._owner._arrays[self._name]
+        return arr if dtype is None else arr.astype(dtype)
+
+
 def _open_or_build(final: Path, key: str, backend: EmbeddingBackend, dataset: SketchDataset, split: str,
                    schedule: Schedule, batch_size: int, rebuild: bool, progress: bool) -> FeatureStore:
     """The store at ``final`` if valid, else built (holding the key's lock)."""
@@ -416,6 +490,25 @@ def gallery_embeddings(backend: EmbeddingBackend, dataset: SketchDataset, split:
     return gallery
 
 
+def backend_and_dataset(checkpoint: str | Path, dataset: str | SketchDataset | None = None, root: str | None = None,
+                        scheme: str | None = None, device: str = "auto") -> tuple[EmbeddingBackend, SketchDataset]:
+    """The backend ``checkpoint`` and the dataset it is evaluated on: by default the one it was trained on
+    (``dataset`` may be a name or a dataset object), the scheme likewise."""
+    from embeddings.base import load_backend
+    from sketch_env.datasets import make_dataset
+    from sketch_env.device import resolve_device
+
+    backend = load_backend(checkpoint, device=str(resolve_device(device)))
+    if not isinstance(dataset, SketchDataset):
+        name = dataset or backend.config["dataset"]
+        if name is None:
+            raise ArgumentError(f"{checkpoint}: the backend records no training dataset; pass the dataset")
+        own = name == backend.config["dataset"]
+        options = {"scheme": scheme or backend.config["scheme"]} if own or scheme else {}
+        dataset = make_dataset(name, root=root, **options)
+    return backend, dataset
+
+
 def open_backend_store(
     checkpoint: str | Path,
     split: str,
@@ -435,19 +528,9 @@ def open_backend_store(
     ``steps`` steps; ``batch_size`` as in :func:`open_feature_store` (rasters per backend call). Used by
     ``sketch-env embed cache|eval`` and the retrieval environment.
     """
-    from embeddings.base import load_backend
-    from sketch_env.datasets import make_dataset
-    from sketch_env.device import resolve_device
     from sketch_env.schedule import make_schedule
 
-    backend = load_backend(checkpoint, device=str(resolve_device(device)))
-    if not isinstance(dataset, SketchDataset):
-        name = dataset or backend.config["dataset"]
-        if name is None:
-            raise ArgumentError(f"{checkpoint}: the backend records no training dataset; pass the dataset")
-        own = name == backend.config["dataset"]
-        options = {"scheme": scheme or backend.config["scheme"]} if own or scheme else {}
-        dataset = make_dataset(name, root=root, **options)
+    backend, dataset = backend_and_dataset(checkpoint, dataset, root, scheme, device)
     store = open_feature_store(backend, dataset, split, make_schedule(schedule, steps), batch_size=batch_size,
                                progress=progress)
     return backend, dataset, store

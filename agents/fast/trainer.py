@@ -439,7 +439,8 @@ def _train_fast_locked(cfg: FastTrainConfig, hp: dict[str, Any], n_envs: int, ti
     env_kwargs = dict(cfg.env_kwargs)
     runs, models = [], []
     # one env of the training split: its spaces build the SB3 models, its data and options the device env
-    native = make_native_vec_env(cfg.env_id, n_envs, "train", autoreset_mode="same_step", **env_kwargs)
+    native = make_native_vec_env(cfg.env_id, n_envs, "train", autoreset_mode="same_step",
+                                 **(env_kwargs | {"precompute": True}))
     sb3_env = SB3VecEnv(native)
     sb3_env.seed(cfg.seeds[0])
     resume = []

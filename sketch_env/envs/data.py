@@ -166,6 +166,12 @@ class RetrievalData:
         """Feature rows of split sketch indices."""
         return sketch if self.sketch_rows is None else self.sketch_rows[sketch]
 
+    @property
+    def lazy(self) -> bool:
+        """Whether the features are computed on first use (not arrays): checks over all of them wait until
+        the features are read."""
+        return not isinstance(self.sketch_features, np.ndarray)
+
     def max_abs_feature(self) -> float:
         """``max |f|`` over the split's features (read in chunks; memoised)."""
         if self._max_abs is None:

@@ -126,7 +126,7 @@ def _blas_threads():
 
 def make_spaces(data: RetrievalData, options: EnvOptions) -> tuple[spaces.Box, spaces.Box]:
     """``(observation_space, action_space)`` of one env; checks the features lie within ``obs_bound``."""
-    top = data.max_abs_feature()
+    top = 0.0 if data.lazy else data.max_abs_feature()  # lazy data: checked as features are read (observe)
     if top > options.obs_bound:
         raise ArgumentError(
             f"sketch features reach |f| = {top:.4g}, beyond obs_bound={options.obs_bound:g}: "
@@ -222,6 +222,11 @@ class RetrievalEngine:
         ids = slice(None) if ids is None else np.asarray(ids, dtype=np.int64)
         shown = np.minimum(self.t[ids], self.steps - 1)
         feats = np.asarray(self.data.sketch_features[self.data.rows(self.sketch[ids]), shown], dtype=np.float32)
+        if self.data.lazy and len(feats) and np.abs(feats).max() > self.options.obs_bound:
+            top = float(np.abs(feats).max())
+            raise ArgumentError(
+                f"sketch features reach |f| = {top:.4g}, beyond obs_bound={self.options.obs_bound:g}: "
+                f"pass a larger obs_bound (e.g. obs_bound={2 ** math.ceil(math.log2(top)):g})")
         if not self.options.observe_progress:
             return feats
         progress = ((shown + 1) / self.steps).astype(np.float32)

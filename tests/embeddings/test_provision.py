@@ -87,3 +87,38 @@ def test_gym_make_of_every_id_never_trains(monkeypatch):
             gym.make(env_id, **kwargs).close()
         except FileNotFoundError as err:
             assert "sketch-env embed train" in str(err)
+
+
+def test_an_env_made_before_any_feature_store_computes_only_the_sketches_it_draws(tmp_path, monkeypatch, ckpt):
+    """precompute=None (default) with an empty cache: nothing is cached on disk, each sketch's features are
+    computed on first use; the episodes equal those on the precomputed store (precompute=True)."""
+    import embeddings.provision as provision
+
+    monkeypatch.setenv("SKETCH_ENV_CACHE", str(tmp_path / "cache"))
+    provision._MEMO.clear()
+    lazy = gym.make("SketchEnv/OnTheFly-v0", dataset="synthetic", backend=ckpt, steps=10, order="sequential",
+                    progress=False)
+    data = lazy.unwrapped.data
+    folder = tmp_path / "cache" / "features"
+    assert data.lazy and not (folder.exists() and any(folder.iterdir()))
+    features = data.sketch_features._owner
+    lazy.reset(seed=0, options={"sketch_index": 3})
+    assert features.filled.sum() == 1  # the one sketch drawn
+    stored = gym.make("SketchEnv/OnTheFly-v0", dataset="synthetic", backend=ckpt, steps=10, order="sequential",
+                      progress=False, precompute=True)
+    assert not stored.unwrapped.data.lazy and any((tmp_path / "cache" / "features").iterdir())
+    for env in (lazy, stored):
+        env.action_space.seed(0)
+    for sketch in (3, 5):
+        a, _ = lazy.reset(seed=1, options={"sketch_index": sketch})
+        b, _ = stored.reset(seed=1, options={"sketch_index": sketch})
+        np.testing.assert_array_equal(a, b)
+        for _ in range(10):
+            action = lazy.action_space.sample()
+            ra = lazy.step(action)
+            rb = stored.step(action)
+            np.testing.assert_array_equal(ra[0], rb[0])
+            assert ra[1] == rb[1] and ra[4]["rank"] == rb[4]["rank"]
+    provision._MEMO.clear()
+    with pytest.raises(ValueError, match="precompute"):
+        gym.make("SketchEnv/OnTheFly-v0", dataset="synthetic", backend=ckpt, precompute="yes")
