@@ -112,13 +112,14 @@ def test_an_env_made_before_any_feature_store_computes_only_the_sketches_it_draw
     for sketch in (3, 5):
         a, _ = lazy.reset(seed=1, options={"sketch_index": sketch})
         b, _ = stored.reset(seed=1, options={"sketch_index": sketch})
-        np.testing.assert_array_equal(a, b)
+        # one sketch at a time vs whole batches: the same network, float sums in another order (<= 1 ulp)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
         for _ in range(10):
             action = lazy.action_space.sample()
             ra = lazy.step(action)
             rb = stored.step(action)
-            np.testing.assert_array_equal(ra[0], rb[0])
-            assert ra[1] == rb[1] and ra[4]["rank"] == rb[4]["rank"]
+            np.testing.assert_allclose(ra[0], rb[0], rtol=1e-5, atol=1e-6)
+            assert ra[1] == pytest.approx(rb[1], abs=1e-5) and ra[4]["rank"] == rb[4]["rank"]
     provision._MEMO.clear()
     with pytest.raises(ValueError, match="precompute"):
         gym.make("SketchEnv/OnTheFly-v0", dataset="synthetic", backend=ckpt, precompute="yes")
