@@ -50,7 +50,13 @@ def load_hyperparams(algo: str, env_id: str, overrides: dict[str, Any] | None = 
         raise DataFormatError(file, f"not valid YAML ({e})") from None
     if not isinstance(table, dict) or "default" not in table:
         raise DataFormatError(file, "expected a mapping of env ids with a 'default' block")
-    params = copy.deepcopy(table.get(env_id, table["default"]))
+    block = env_id if env_id in table else "default"
+    params = copy.deepcopy(table[block])
+    if not isinstance(params, dict):
+        raise DataFormatError(file, f"must map each hyper-parameter to its value, got {type(params).__name__}",
+                              block)
+    if "policy_kwargs" in params and not isinstance(params["policy_kwargs"], dict):
+        raise DataFormatError(file, "policy_kwargs must be a mapping", f"{block}/policy_kwargs")
     for key, value in (overrides or {}).items():
         if key == "policy_kwargs" and isinstance(value, dict):
             params.setdefault("policy_kwargs", {}).update(value)

@@ -28,7 +28,7 @@ from agents.policy import LinearGaussianPolicy
 from sketch_env.cache import atomic_path
 from sketch_env.device import resolve_device
 from sketch_env.errors import DataFormatError
-from sketch_env.limits import MAX_JSON_BYTES, MAX_MEMBER_BYTES, check_bound, check_file_size
+from sketch_env.limits import MAX_JSON_BYTES, MAX_MEMBER_BYTES, check_file_size, check_zip_member
 
 __all__ = ["save_agent", "load_agent", "read_meta", "AGENT_FORMAT", "PRETRAINED_DIR", "shipped_agents", "resolve_agent"]
 
@@ -95,7 +95,7 @@ def _json_member(path: Path, z: zipfile.ZipFile, member: str) -> Any:
         info = z.getinfo(member)
     except KeyError:
         raise DataFormatError(path, "not an SB3 agent archive (no 'data' member)") from None
-    check_bound(path, info.file_size, MAX_JSON_BYTES, "the uncompressed size in bytes", member)
+    check_zip_member(path, info, MAX_JSON_BYTES)
     try:
         return json.loads(z.read(member).decode("utf-8"))
     except RecursionError:
@@ -138,7 +138,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     try:
         with zipfile.ZipFile(path) as z:
             for info in z.infolist():  # SB3 inflates the weights members whole: their sizes checked first
-                check_bound(path, info.file_size, MAX_MEMBER_BYTES, "the uncompressed size in bytes", info.filename)
+                check_zip_member(path, info, MAX_MEMBER_BYTES)
             data = _json_member(path, z, "data")
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise DataFormatError(path, f"not an SB3 agent archive ({e})") from None

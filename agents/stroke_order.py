@@ -37,6 +37,7 @@ from sketch_env.cache import atomic_path, read_json, write_json
 from sketch_env.config import check_config
 from sketch_env.envs.stroke_order import DESCRIPTOR_INDEX, DESCRIPTOR_SIZE, StrokeOrderParallelEnv
 from sketch_env.errors import ArgumentError
+from sketch_env.limits import load_torch_file
 from sketch_env.log import logger
 from sketch_env.runs import check_resume, read_resume_file, run_lock
 
@@ -269,8 +270,13 @@ def make_sketcher(env: Any, seed: int, policy: str = "strokes", device: str = "c
         raise ArgumentError(f"sketcher policy must be one of {SKETCHER_POLICIES}, got {policy!r}")
     settings = {"n_steps": 512, "batch_size": 256, "gamma": 0.99, "learning_rate": 3e-4, "ent_coef": 0.01,
                 "verbose": 0} | ppo_kwargs
-    return MaskablePPO(StrokeScoringPolicy if policy == "strokes" else "MlpPolicy", env, seed=seed,
-                       device=device, **settings)
+    from agents.train import quiet_logger
+
+    model = MaskablePPO(StrokeScoringPolicy if policy == "strokes" else "MlpPolicy", env, seed=seed,
+                        device=device, **settings)
+    if settings.get("tensorboard_log") is None:
+        model.set_logger(quiet_logger())
+    return model
 
 
 # ------------------------------------------------------------------------------------------- training
@@ -376,7 +382,7 @@ def _train_sketcher_locked(cfg: SketcherTrainConfig, out: Path, make_game: Calla
     venv.seed(cfg.seed)
     model = make_sketcher(venv, cfg.seed, cfg.policy)
     ckpt, resumed_from, seconds_before = out / "checkpoint.pt", 0, 0.0
-    state = read_resume_file(ckpt, lambda p: torch.load(p, map_location="cpu", weights_only=True))
+    state = read_resume_file(ckpt, load_torch_file)
     if state is not None:
         check_resume(ckpt, state.get("settings"), wanted)
         model.policy.load_state_dict(state["policy"])
@@ -404,5 +410,5 @@ def load_sketcher(path: str | Path, game: StrokeOrderParallelEnv, seed: int = 0,
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     model = make_sketcher(DummyVecEnv([lambda: SketcherGymEnv(game)]), seed, policy)
-    model.policy.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.policy.load_state_dict(load_torch_file(path))
     return model

@@ -39,7 +39,8 @@ from sketch_env.log import logger
 from sketch_env.metrics import summarise
 from sketch_env.runs import check_resume, read_resume_file, run_lock
 
-__all__ = ["RLTrainConfig", "TrainingRun", "train_agent", "build_agent", "split_hyperparams", "run_config_of"]
+__all__ = ["RLTrainConfig", "TrainingRun", "train_agent", "build_agent", "quiet_logger", "split_hyperparams",
+           "run_config_of"]
 
 
 class _TrainingMonitor(BaseCallback):
@@ -133,6 +134,14 @@ def split_hyperparams(algo: str, hp: dict[str, Any]) -> tuple[dict[str, Any], di
     return learn_hp, policy_kwargs, n_envs, None if n_timesteps is None else int(n_timesteps), init_from_backend
 
 
+def quiet_logger() -> Any:
+    """An SB3 logger that writes nothing: without one, ``learn`` with no TensorBoard folder still makes an
+    empty ``/tmp/SB3-<date>`` folder per call."""
+    from stable_baselines3.common.logger import Logger
+
+    return Logger(folder=None, output_formats=[])
+
+
 def build_agent(algo: str, hp: dict[str, Any], env: Any, seed: int, device: str = "cpu",
                 tensorboard_log: str | None = None) -> Any:
     """A new SB3 agent of method ``algo`` on ``env`` (:class:`~sketch_env.envs.sb3.SB3VecEnv` over the native
@@ -147,6 +156,8 @@ def build_agent(algo: str, hp: dict[str, Any], env: Any, seed: int, device: str 
     policy_kwargs.setdefault("obs_scale", start["obs_scale"])
     model = cls(LinearGaussianPolicy, env, policy_kwargs=policy_kwargs, seed=seed, device=device,
                 tensorboard_log=tensorboard_log, verbose=0, **fixed, **learn_hp)
+    if tensorboard_log is None:
+        model.set_logger(quiet_logger())
     if init_from_backend:
         if residual:
             model.policy.zero_mean()

@@ -16,7 +16,7 @@ from typing import Any
 
 from sketch_env.backend import CHECKPOINT_FORMAT, EmbeddingBackend, flatten_mapping
 from sketch_env.errors import SketchEnvError
-from sketch_env.limits import check_file_size
+from sketch_env.limits import load_torch_file
 from sketch_env.metrics import euclidean_distance, l2_normalise
 from sketch_env.registry import resolve_factory
 
@@ -100,14 +100,12 @@ def load_backend(path: str | Path, expect: Mapping[str, Any] | None = None, devi
     that is not a checkpoint of this package (unreadable, another format, a missing or malformed
     configuration, weights of other shapes) is a :class:`BackendMismatchError` naming the file.
     """
-    import torch
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no backend checkpoint at {path}")
-    check_file_size(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_torch_file(path)  # bounded: the file's size, torch's zip format, its members
     except Exception as exc:
         raise BackendMismatchError(f"{path}: not a readable backend checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:

@@ -11,10 +11,12 @@ from typing import Any
 from sketch_env.config import check_config
 from sketch_env.errors import ConfigError
 
-__all__ = ["TrainConfig", "MetaTrainConfig", "DEFAULT_GRADIENT_STEPS"]
+__all__ = ["TrainConfig", "MetaTrainConfig", "DEFAULT_TRAINING_PAIRS"]
 
-#: a run's length when neither gradient_steps nor epochs is given
-DEFAULT_GRADIENT_STEPS = 3000
+#: a run's length when neither gradient_steps nor epochs is given, in (sketch, photo) training pairs: the
+#: gradient steps are this divided by the batch size (3,000 steps of 64 pairs for real photos, 1,500 of 128 for
+#: renderings), so a larger batch costs no more time
+DEFAULT_TRAINING_PAIRS = 192_000
 
 
 @dataclass
@@ -32,11 +34,14 @@ class TrainConfig:
     """run folder (default ``<data>/backends/<dataset>-<scheme>/<backend>-s<seed>``, where backend names are looked
     up: :func:`embeddings.provision.user_backend_dir`)"""
     gradient_steps: int | None = None
-    """the run's length in optimizer updates, all B3 models together (None: 3,000, unless ``epochs`` is given)"""
+    """the run's length in optimizer updates, all B3 models together (None: 192,000 training pairs divided by
+    the batch size, unless ``epochs`` is given)"""
     epochs: int | None = None
     """the run's length in passes over the training photos instead of gradient steps"""
-    batch_size: int = 64
-    """photos per batch (at most the training photos); each brings one of its sketches"""
+    batch_size: int | None = None
+    """photos per batch (at most the training photos); each brings one of its sketches. None: by what the
+    dataset's photos are: 128 for renderings (kanji: thousands of photos, more in-batch negatives pay), 64 for
+    real photos (a few hundred photos: more, smaller steps pay)"""
     lr: float = 1e-3
     weight_decay: float = 1e-4
     seed: int = 0

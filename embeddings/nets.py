@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sketch_env.errors import ArgumentError
+from sketch_env.limits import load_torch_file
 
 __all__ = [
     "raster_tensor",
@@ -100,7 +101,7 @@ def torchvision_backbone(arch: str, weights_path: str | None = None) -> tuple[nn
         raise RuntimeError("backbone 'torchvision:*' needs torchvision installed (pip install torchvision)") from exc
     model = getattr(tvm, arch)(weights=None)
     if weights_path is not None:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        state = load_torch_file(weights_path)
         model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
     if hasattr(model, "fc"):
         out_dim = model.fc.in_features

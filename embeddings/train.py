@@ -5,12 +5,13 @@ and point jitter on the vector sketch before rendering, optionally a mirror and 
 affine on the photo raster) and rendered complete (TS, B1) or cut at a random step of the schedule (B2,
 B3). The loss is the in-batch batch-all triplet loss (:func:`embeddings.losses.batch_all_triplet_loss`).
 
-**Length.** A run is defined by counts, never by minutes: ``gradient_steps`` optimizer updates (3,000 by
-default, the B3 models sharing them), or ``epochs`` passes over the training photos. The learning rate
+**Length.** A run is defined by counts, never by minutes: ``gradient_steps`` optimizer updates (by default
+192,000 training pairs divided by the batch size, the B3 models sharing them), or ``epochs`` passes over the
+training photos. The learning rate
 follows a cosine over the steps. ``minutes`` is only a cap: a run it cuts short says so (``history.json``'s
 ``cut_short``, a message), so its figures are not those of the full run.
 
-**What the dataset's photos are** decides the photo preprocessing and the augmentation (the dataset's
+**What the dataset's photos are** decides the photo preprocessing, the augmentation and the batch size (the dataset's
 ``photo_kind``, :data:`PHOTO_KINDS`): renderings (kanji glyphs, the synthetic figures) are inverted grey
 rasters, real photos (QMUL, Sketchy) dilated Canny edge maps, which look like strokes. The choices are
 recorded in the checkpoint (its configuration and ``extra["training"]``); explicit options win.
@@ -40,7 +41,7 @@ import numpy as np
 import torch
 
 from embeddings.base import load_backend, make_backend
-from embeddings.configs import DEFAULT_GRADIENT_STEPS, TrainConfig
+from embeddings.configs import DEFAULT_TRAINING_PAIRS, TrainConfig
 from embeddings.losses import HOLEFDistance, batch_all_triplet_loss
 from embeddings.nets import raster_tensor
 from embeddings.triplet import TripletBackend
@@ -49,6 +50,7 @@ from sketch_env.datasets import make_dataset
 from sketch_env.datasets.base import stable_fraction
 from sketch_env.device import resolve_device
 from sketch_env.errors import ArgumentError, ConfigError
+from sketch_env.limits import load_torch_file
 from sketch_env.log import logger
 from sketch_env.metrics import m_at_b, ranks_from_embeddings
 from sketch_env.render import render_progressive
@@ -63,13 +65,13 @@ __all__ = ["TrainConfig", "TripletSampler", "train_backend", "resolve_device", "
 
 #: what each kind of photo is trained with, unless set explicitly: backend options (``photo_preprocess``,
 #: ``photo_size``, the size photos are loaded at, ``flip_average``) and TrainConfig fields (``flip``,
-#: ``stroke_drop``). Renderings are inverted grey at the raster size; real photos are edge maps found at
+#: ``stroke_drop``, ``batch_size``). Renderings are inverted grey at the raster size; real photos are edge maps found at
 #: 256 px, with mirrored training pairs, dropped strokes and test-time mirror averaging (README, Chair-V2)
 PHOTO_KINDS: dict[str, dict[str, Any]] = {
     "rendering": {"photo_preprocess": "invert", "photo_size": 64, "flip_average": False, "flip": False,
-                  "stroke_drop": 0.0},
+                  "stroke_drop": 0.0, "batch_size": 128},
     "photo": {"photo_preprocess": "edges", "photo_size": 256, "flip_average": True, "flip": True,
-              "stroke_drop": 0.15},
+              "stroke_drop": 0.15, "batch_size": 64},
 }
 _BACKEND_CHOICES = ("photo_preprocess", "photo_size", "flip_average")
 
@@ -95,7 +97,8 @@ def resolve_training(cfg: TrainConfig, photo_kind: str) -> dict[str, Any]:
     return {"photo_kind": photo_kind,
             **{k: cfg.backend_options.get(k, kind[k]) for k in _BACKEND_CHOICES},
             "flip": kind["flip"] if cfg.flip is None else cfg.flip,
-            "stroke_drop": kind["stroke_drop"] if cfg.stroke_drop is None else cfg.stroke_drop}
+            "stroke_drop": kind["stroke_drop"] if cfg.stroke_drop is None else cfg.stroke_drop,
+            "batch_size": kind["batch_size"] if cfg.batch_size is None else cfg.batch_size}
 
 
 class TripletSampler:
@@ -250,7 +253,7 @@ def set_rng_state(rng: np.random.Generator, state: dict) -> None:
 
 def read_last(path: Path) -> dict:
     """A run's ``last.pt`` (``torch.load(weights_only=True)``), with the entries a resume needs."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_torch_file(path)
     missing = {"backend", "optimizer", "rng", "state", "run_config"} - set(ckpt if isinstance(ckpt, dict) else ())
     if missing:
         raise ArgumentError(f"not a training checkpoint of this package (missing {sorted(missing)})")
@@ -344,9 +347,11 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
 
     models = backend.config["models"]
     per_model_steps = [np.flatnonzero(backend.model_of_step(np.arange(cfg.steps)) == k) for k in range(models)]
-    batch = min(cfg.batch_size, len(train_photo_ids))
+    batch = min(chosen["batch_size"], len(train_photo_ids))
     steps_per_epoch = max(1, len(train_photo_ids) // batch)
-    total = cfg.epochs * steps_per_epoch if cfg.epochs is not None else (cfg.gradient_steps or DEFAULT_GRADIENT_STEPS)
+    # the default length is counted in pairs of the configured batch (not the one a tiny dataset clips it to)
+    total = cfg.epochs * steps_per_epoch if cfg.epochs is not None else (
+        cfg.gradient_steps or max(1, DEFAULT_TRAINING_PAIRS // chosen["batch_size"]))
     per_model = max(1, total // models)
     eval_every = cfg.eval_every or (steps_per_epoch if cfg.epochs is not None else max(1, per_model // 20))
     holef = HOLEFDistance(backend.embed_dim).to(device) if backend.config["loss"] == "holef" else None

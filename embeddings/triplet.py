@@ -169,7 +169,9 @@ class TripletBackend(EmbeddingBackend):
         self.sketch_branches = nn.ModuleList([first] + [copy.deepcopy(first) for _ in range(cfg["models"] - 1)])
         self.photo_branch = first if cfg["shared"] and cfg["models"] == 1 else copy.deepcopy(first)
         self.device = torch.device("cpu")
-        self.batch_size = 512
+        # rasters per forward pass at inference: a batch of 128 keeps the convolutions' activations in the
+        # CPU's caches; it ran the B1 branch at 2x the rasters/s of 512 (python -m benchmarks.machine, "forward")
+        self.batch_size = 128
         self.eval()
 
     @staticmethod

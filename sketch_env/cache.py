@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cache_dir", "data_dir", "stable_hash", "atomic_path", "write_json", "read_json", "save_npz_atomic",
-           "load_npz_checked", "cached_npz"]
+__all__ = ["cache_dir", "data_dir", "stable_hash", "atomic_path", "write_text", "write_json", "read_json",
+           "save_npz_atomic", "load_npz_checked", "cached_npz"]
 
 ENV_VAR = "SKETCH_ENV_CACHE"
 #: overrides where trained models go by default (the per-user data folder)
@@ -75,6 +75,9 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; the file gets the mode a plain open() would give
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -84,6 +87,14 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_path`): a reader never sees half a file."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
 
 
 def write_json(path: str | Path, obj: object, indent: int | None = 1) -> Path:
@@ -125,6 +136,13 @@ def load_npz_checked(path: str | Path, key: str, required: tuple[str, ...] = ())
     if not path.exists():
         return None
     try:
+        import zipfile
+
+        from sketch_env.limits import check_zip_member
+
+        with zipfile.ZipFile(path) as zf:  # what the directory announces, checked before numpy reads a member
+            for info in zf.infolist():
+                check_zip_member(path, info)
         with np.load(path, allow_pickle=False) as data:
             if str(data["__cache_key__"]) != key:
                 warnings.warn(f"cache {path} is stale (its key differs); rebuilding", stacklevel=3)

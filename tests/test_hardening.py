@@ -165,6 +165,51 @@ def test_npz_member_bomb_is_refused_before_inflating(tmp_path):
     assert _peak(lambda: QuickDrawDataset(tmp_path).sketches("train")) < 16 << 20
 
 
+def _announce_compressed_size(path: Path, size: int) -> None:
+    """Rewrite the zip directory of ``path`` so that every member announces ``size`` compressed bytes."""
+    blob = bytearray(path.read_bytes())
+    at = blob.find(b"PK\x01\x02")
+    while at >= 0:
+        blob[at + 20:at + 24] = size.to_bytes(4, "little")
+        at = blob.find(b"PK\x01\x02", at + 4)
+    path.write_bytes(bytes(blob))
+
+
+def test_a_zip_directory_announcing_a_huge_compressed_member_is_refused_before_reading(tmp_path):
+    # a 1 KB npz whose directory says 1.8 GB: zipfile sizes its read buffer by that and allocated 1 GB
+    from agents.io import read_meta
+    from sketch_env.cache import load_npz_checked, save_npz_atomic
+    from sketch_env.datasets.quickdraw import QuickDrawDataset
+
+    (tmp_path / "qd").mkdir()
+    sketch = stroke3([(0, 0, 0), (5, 5, 1)])
+    np.savez(tmp_path / "qd" / "cat.npz", train=np.array([sketch, sketch], dtype=object),
+             test=np.array([sketch, sketch], dtype=object))
+    _announce_compressed_size(tmp_path / "qd" / "cat.npz", 1_795_162_513)
+    with pytest.raises(DataFormatError, match="compressed bytes"):
+        QuickDrawDataset(tmp_path / "qd").sketches("train")
+    assert _peak(lambda: QuickDrawDataset(tmp_path / "qd").sketches("train")) < 16 << 20
+
+    save_npz_atomic(tmp_path / "cache.npz", "key", x=np.zeros(4))
+    _announce_compressed_size(tmp_path / "cache.npz", 1_795_162_513)
+    with pytest.warns(UserWarning, match="compressed bytes"):
+        assert load_npz_checked(tmp_path / "cache.npz", "key") is None  # refused, so the cache is rebuilt
+
+    with zipfile.ZipFile(tmp_path / "agent.zip", "w") as z:
+        z.writestr("data", b"{}")
+    _announce_compressed_size(tmp_path / "agent.zip", 1_795_162_513)
+    with pytest.raises(DataFormatError, match="compressed bytes"):
+        read_meta(tmp_path / "agent.zip")
+
+
+def test_a_checkpoint_not_in_torchs_zip_format_is_refused_before_torch_reads_it(tmp_path):
+    # 14 bytes: a pickle string opcode announcing 617 MB; torch's legacy-format reader allocated 655 MiB
+    (tmp_path / "b.pt").write_bytes(bytes.fromhex("580518c7245d10d297925159e3b0"))
+    with pytest.raises(BackendMismatchError, match="zip-format"):
+        load_backend(tmp_path / "b.pt")
+    assert _peak(lambda: pytest.raises(BackendMismatchError, load_backend, tmp_path / "b.pt")) < 16 << 20
+
+
 def test_photo_dimensions_are_checked_before_decoding(tmp_path):
     import cv2
 
@@ -475,3 +520,13 @@ def test_stroke3_fixture_still_loads(tmp_path):
     np.savez(buf, train=seqs)
     (tmp_path / "ok.npz").write_bytes(buf.getvalue())
     assert len(QuickDrawDataset(tmp_path).sketches("train")) == 2
+
+
+@pytest.mark.parametrize("text", ["default:\n", "default: 3\n", "default: [1, 2]\n", "default: {policy_kwargs: 3}\n"])
+def test_a_hyperparameter_block_that_is_not_a_mapping_is_refused(tmp_path, text):
+    # found by benchmarks.fuzz: an empty block raised AttributeError ('NoneType' object has no attribute 'items')
+    from agents.config import load_hyperparams
+
+    (tmp_path / "h.yml").write_text(text)
+    with pytest.raises(DataFormatError, match="h.yml"):
+        load_hyperparams("ppo-a-clip", "SketchEnv/OnTheFly-Kanji-v0", path=tmp_path / "h.yml")

@@ -61,6 +61,7 @@ from sketch_env.config import check_config
 from sketch_env.device import resolve_device
 from sketch_env.envs.sb3 import SB3VecEnv
 from sketch_env.errors import ArgumentError
+from sketch_env.limits import load_torch_file
 from sketch_env.log import logger
 from sketch_env.runs import check_resume, read_resume_file, run_lock
 
@@ -453,7 +454,7 @@ def _train_fast_locked(cfg: FastTrainConfig, hp: dict[str, Any], n_envs: int, ti
         run = TrainingRun(agent_cfg, hp, env_kwargs)
         if (out / STATE_FILE).exists():
             check_resume(out, read_run_config(out), run_config, ignore=RESUME_IGNORES)
-        state = read_resume_file(out / STATE_FILE, lambda p: torch.load(p, weights_only=True))
+        state = read_resume_file(out / STATE_FILE, lambda p: load_torch_file(p, map_location=None))
         if state is not None:
             run.state.update(state["run_state"])
             run.elapsed_before = float(run.state.get("elapsed", 0.0))

@@ -28,7 +28,7 @@ import numpy as np
 
 from sketch_env.datasets.base import PhotoRecord, SketchDataset, SketchRecord, stable_fraction
 from sketch_env.errors import ArgumentError, DataFormatError, SketchError
-from sketch_env.limits import MAX_MEMBER_BYTES, MAX_SKETCH_POINTS, check_bound, read_bytes_bounded
+from sketch_env.limits import MAX_MEMBER_BYTES, MAX_SKETCH_POINTS, check_bound, check_zip_member, read_bytes_bounded
 from sketch_env.safe_pickle import safe_loads
 from sketch_env.sketch import Sketch
 
@@ -64,7 +64,7 @@ def _drawing_strokes(drawing: object) -> list[np.ndarray]:
 def _read_npy_member(zf: zipfile.ZipFile, member: str, path: Path, max_bytes: int = MAX_MEMBER_BYTES) -> np.ndarray:
     # the uncompressed size is announced in the zip directory: checked before inflating (a 1.5 MB member can
     # inflate to 1.5 GB)
-    check_bound(path, zf.getinfo(member).file_size, max_bytes, "the uncompressed size in bytes", member)
+    check_zip_member(path, zf.getinfo(member), max_bytes)
     fp = io.BytesIO(zf.read(member))
     version = np.lib.format.read_magic(fp)
     if version not in ((1, 0), (2, 0)):
