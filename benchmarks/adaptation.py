@@ -31,7 +31,8 @@ Cost (side by side in this process, the same tasks): seconds per outer step with
 (this method) and on every layer (MAML), and the memory the autograd graph saves for the backward pass
 (tensors saved by the forward of one outer step, deduplicated by storage; on CUDA also the peak allocated).
 
-Writes ``adaptation.md``, ``adaptation.csv`` and ``cost.md`` to ``--out`` and prints the tables.
+Writes ``README.md`` (the report: command, machine, date, the tables), ``adaptation.md``, ``adaptation.csv``
+and ``cost.md`` to ``--out`` and prints the tables.
 """
 
 from __future__ import annotations
@@ -49,10 +50,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import ROOT, mean_ci, run_jobs, thread_env
+from benchmarks.common import ROOT, command_line, mean_ci, run_jobs, thread_env, write_readme
 from embeddings.base import load_backend
 from embeddings.meta import fine_tune
 from embeddings.meta_train import adaptation_tasks, evaluate_adaptation, split_rasters
+from sketch_env.cache import write_text
 from sketch_env.datasets import make_dataset
 
 OFF = {"domain_weight": 0, "category_weight": 0, "intermediate_weight": 0, "semantic_weight": 0}
@@ -278,10 +280,10 @@ def main(argv: list[str] | None = None) -> int:
                     w.writerow([frac, label, k, round(a1, 2), round(c1, 2), round(a5, 2), round(c5, 2), len(vals)])
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
     table = "\n".join(lines).strip()
-    command = f"python -m benchmarks.adaptation {' '.join(argv if argv is not None else sys.argv[1:])}".strip()
+    command = command_line("adaptation", argv)
     header = (f"`{command}` ({platform.machine()}, {len(args.seeds)} seeds, mean ± 95 % interval; "
               f"{len(ds.photos('test'))} test photos; {(time.perf_counter() - t_start) / 60:.0f} min)\n\n")
-    (out / "adaptation.md").write_text(header + table + "\n")
+    write_text(out / "adaptation.md", header + table + "\n")
     print(table)
 
     if not args.no_cost:
@@ -295,10 +297,25 @@ def main(argv: list[str] | None = None) -> int:
         ratio = cost[names[1]]["seconds"] / cost[names[0]]["seconds"]
         mem = cost[names[1]]["saved_mb"] / max(cost[names[0]]["saved_mb"], 1e-9)
         ctable = "\n".join(clines) + f"\n\nfull MAML / inner-on-M: {ratio:.2f}x time, {mem:.2f}x saved memory\n"
-        (out / "cost.md").write_text(f"`{command}` (median of 6 alternating outer steps, meta batch 4, "
-                                     f"{args.inner_steps} inner steps, "
-                                     f"{platform.machine()}, device {args.device})\n\n{ctable}")
+        cost_note = (f"median of 6 alternating outer steps, meta batch 4, {args.inner_steps} inner steps, "
+                     f"{platform.machine()}, device {args.device}")
+        write_text(out / "cost.md", f"`{command}` ({cost_note})\n\n{ctable}")
         print(ctable)
+    base = f"{args.base_steps:,} gradient steps" if args.base_steps else "the library's default gradient steps"
+    caps = [f"{name} capped at {m:g} min"
+            for name, m in (("B1", args.base_minutes), ("each meta row", args.meta_minutes)) if m is not None]
+    notes = (f"{level.capitalize()} level on {args.dataset} ({args.scheme} split): for each of {len(args.seeds)} "
+             f"seed(s) ({', '.join(map(str, args.seeds))}), B1 trained for {base}, then every meta row meta-trained "
+             f"from it for {args.meta_steps:,} outer steps with {args.inner_steps} inner steps"
+             + (f" ({'; '.join(caps)})" if caps else "") + f"; {args.jobs} training(s) at a time. Tasks from the test "
+             f"split ({len(ds.photos('test'))} photos); Acc@1 / Acc@5 averaged over the tasks, mean ± 95 % t-interval "
+             "over the seeds.")
+    body = table
+    if not args.no_cost:
+        body += f"\n\nMeta-training cost, side by side in this process ({cost_note}):\n\n{ctable}"
+    write_readme(out, f"k-shot adaptation on {args.dataset}: unseen {'style' if level == 'style' else 'categories'}",
+                 command, body, seconds=time.perf_counter() - t_start, notes=notes,
+                 files=["adaptation.md", "adaptation.csv", *([] if args.no_cost else ["cost.md"])])
     return 0
 
 

@@ -4,10 +4,11 @@
     python -m benchmarks.baselines --dataset chairv2 --root DIR --jobs 2
     python -m benchmarks.baselines --rows b1 rl --seeds 0
 
-Every row is trained with the library's defaults (``embeddings.train``: 3,000 gradient steps; B3's per-step
-models start from the seed's B1 and share the steps), then its test features are cached and scored: A@1/5/10
-on complete sketches, m@A and m@B over the S-step schedule, on the test gallery and, for kanji, on the
-harder gallery with every train photo added as a distractor. The RL row trains the paper's final method
+Every row is trained with the library's defaults (``embeddings.train``: 192,000 training pairs, batches by
+photo kind; B3's per-step models start from the seed's B1 and share the steps), then its test features are
+cached and scored: A@1/5/10 on complete sketches, m@A and m@B over the S-step schedule, on the test gallery
+and, for kanji, on the harder gallery with every train photo added as a distractor. The RL row trains the
+paper's final method
 (``ppo-a-clip``, its hyper-parameter file's env steps) from the seed's B1 on the retrieval env (checkpoint
 kept by validation m@B) and scores its mean action on the same test episodes. B2 (and B3) draw the step a
 training sketch is cut at with ``P(t) ∝ t^p``, ``--step-power p`` (0.5 here; 0 is uniform).
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import mean_ci, run_jobs, runs_folder, thread_env
+from sketch_env.cache import write_text
 
 LABELS = {"ts": "TS (triplet Siamese)", "b1": "B1 (triplet + attention)", "b2": "B2 (B1 on partial sketches)",
           "b3": "B3 (one model per step group)", "rl": "RL (ppo-a-clip from B1)"}
@@ -183,7 +185,7 @@ def write_report(rows: list[dict], args: argparse.Namespace, out: Path, seconds:
         "Files: `baselines.csv` (one row per method and seed), `episodes.csv` (one row per test sketch, method "
         "and seed: its first and complete ranks, its mean ranking percentile and 1/rank), `curves.csv`.",
         *(["", f"Cut short by a time cap (not full runs): {', '.join(cut)}."] if cut else []), ""])
-    (out / "README.md").write_text(text)
+    write_text(out / "README.md", text)
     return table
 
 

@@ -1,6 +1,6 @@
 """What the benchmarks share: the 95 % interval of a multi-seed figure, running a grid of jobs, thread
-settings for the processes they start, and the runner of RL-run tables (train, evaluate, tabulate) that
-``rl_methods`` and ``reward_schemes`` drive."""
+settings for the processes they start, the report (``README.md``) every benchmark writes beside its data, and
+the runner of RL-run tables (train, evaluate, tabulate) that ``rl_methods`` and ``reward_schemes`` drive."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -21,10 +22,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from sketch_env.cache import write_text
 from sketch_env.envs.registration import DATASET_ENV_IDS as ENV_IDS
 
-__all__ = ["ROOT", "mean_ci", "runs_folder", "thread_env", "run_jobs", "COLUMNS", "run_rl", "run_fast_group",
-           "evaluate_run", "backend_label", "write_results", "add_run_args", "parse_run_args"]
+__all__ = ["ROOT", "mean_ci", "runs_folder", "thread_env", "run_jobs", "command_line", "write_readme", "COLUMNS",
+           "run_rl", "run_fast_group", "evaluate_run", "backend_label", "write_results", "add_run_args",
+           "parse_run_args"]
 
 #: the columns of the RL tables
 COLUMNS = ("m@A", "m@B", "A@5", "A@10")
@@ -82,6 +85,38 @@ def run_jobs(fn: Callable[..., T], items: Iterable[Any], jobs: int = 1, processe
             return list(pool.map(fn, items))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(fn, items))
+
+
+# ------------------------------------------------------------------------ the report beside the data
+
+
+def command_line(name: str, argv: list[str] | None = None) -> str:
+    """``python -m benchmarks.NAME ARGS`` of this call (``argv``, else the process's arguments), each argument
+    quoted as a shell needs it, so the line can be pasted back."""
+    return shlex.join(["python", "-m", f"benchmarks.{name}", *(sys.argv[1:] if argv is None else argv)])
+
+
+def write_readme(out: str | Path, title: str, command: str, body: str, *, seconds: float, notes: str = "",
+                 plots: Iterable[str] = (), files: Iterable[str] = ()) -> Path:
+    """``out/README.md``, the report beside a benchmark's data: ``# title``, the command in backticks, the machine
+    (architecture, CPUs), the date and this call's wall minutes, ``notes`` (what was run), ``body`` (the tables the
+    benchmark writes), a link to each plot of ``plots`` (file names in ``out``) and one line listing ``files``.
+    Returns its path."""
+    lines = [f"# {title}", "", f"`{command}`", "",
+             f"{platform.machine()}, {os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d')}; "
+             f"{seconds / 60:.1f} min in this call.", ""]
+    if notes.strip():
+        lines += [notes.strip(), ""]
+    lines += [body.strip(), ""]
+    for plot in plots:
+        lines += [f"![{Path(plot).stem}]({plot})", ""]
+    files = list(files)
+    if files:
+        lines += ["Files: " + ", ".join(f"`{f}`" for f in files) + ".", ""]
+    path = Path(out) / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, "\n".join(lines))
+    return path
 
 
 # ------------------------------------------------------------------------ tables of RL runs
@@ -213,15 +248,15 @@ def write_results(groups: dict[str, tuple[str, list[dict]]], results: list[dict]
     table = "\n".join(lines)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.md").write_text(table + "\n")
-    (out / "README.md").write_text(f"# {title}\n\n{table}\n\n![curves](curves.png)\n\nFiles: `{name}.csv` (one row "
+    write_text(out / f"{name}.md", table + "\n")
+    write_text(out / "README.md", f"# {title}\n\n{table}\n\n![curves](curves.png)\n\nFiles: `{name}.csv` (one row "
                                    "per run: method, seed, test figures, env steps, wall time), `episodes.csv` (one "
                                    "row per test sketch and run), `curves.png` (and `.pdf`, `.svg`).\n")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(csv_rows[0]))
     writer.writeheader()
     writer.writerows(csv_rows)
-    (out / f"{name}.csv").write_text(buf.getvalue())
+    write_text(out / f"{name}.csv", buf.getvalue())
     from embeddings.evaluate import plot_curves
 
     def as_curve(c):
@@ -275,4 +310,4 @@ def build_feature_stores(env_id: str, env_kwargs: list[str]) -> None:
 
     kwargs = dict(kv.split("=", 1) for kv in env_kwargs)
     for split in ("train", "val", "test"):
-        gym.make(env_id, **kwargs, split=split).close()
+        gym.make(env_id, **kwargs, split=split, precompute=True).close()

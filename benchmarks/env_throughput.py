@@ -18,7 +18,8 @@ side by side in one run, each for at least ``--seconds`` after a warm-up step:
 * reference rows: ``native, inverse_rank, kendall=False`` (the env without the Kendall count) and
   ``distances + rank only`` (``metrics.euclidean_distance`` + ``metrics.rank`` on N queries, no env).
 
-Writes ``benchmarks/results/env_throughput.md`` and ``.csv`` and prints the table.
+Writes ``README.md`` (the report: command, machine, date, the tables), ``env_throughput.md`` and
+``env_throughput.csv`` to ``--out`` (default ``benchmarks/results/env_throughput/``) and prints the tables.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ if "--threads" in sys.argv:  # must be set before numpy and torch load their thr
 import gymnasium as gym
 import numpy as np
 
+from benchmarks.common import command_line, write_readme
 from sketch_env import metrics
+from sketch_env.cache import write_text
 from sketch_env.envs import kendall
 from sketch_env.envs.data import RetrievalData
 from sketch_env.envs.retrieval import OnTheFlyRetrievalEnv
@@ -129,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="BLAS / OpenMP / numba / torch threads (default: the libraries' own, all cores)",
     )
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "env_throughput"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "env_throughput"),
+                    help="report folder (README.md, env_throughput.md, env_throughput.csv)")
     args = ap.parse_args(argv)
+    t_start = time.perf_counter()
     if args.quick:
         args.sizes, args.seconds = [1000], 0.5
     import torch
@@ -221,25 +226,27 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['P']:,} | {r['path']}{' (' + r['note'] + ')' if r['note'] else ''} | {r['N']} | "
             f"{r['steps_per_s']:,.0f} | {r['steps_per_cpu_s']:,.0f} |\n"
         )
-    md = (
-        f"#### Env steps per second (d = {DIM}, F = {FEAT}, S = {STEPS}, `paper` reward unless marked)\n\n"
-        f"`python -m benchmarks.env_throughput{' '.join([''] + (argv if argv is not None else sys.argv[1:]))}` "
-        f"on {machine}; "
-        f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after.\n\n{table.getvalue()}\n"
+    command = command_line("env_throughput", argv)
+    note = f"{machine}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after."
+    title = f"Env steps per second (d = {DIM}, F = {FEAT}, S = {STEPS}, `paper` reward unless marked)"
+    ratios = (
         "#### The native batched env (its fastest NumPy Kendall kernel) against the others, env-steps/s\n\n"
         "| P | kernel | vs SyncVectorEnv | vs single env | share of the Kendall-free env's speed | "
         "share of distances + rank alone |\n|---:|---|---:|---:|---:|---:|\n" + "\n".join(lines) + "\n"
     )
+    md = f"#### {title}\n\n`{command}` on {note}\n\n{table.getvalue()}\n{ratios}"
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(md)
-    with open(out.with_suffix(".csv"), "w", newline="") as fh:
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "env_throughput.md", md)
+    with open(out / "env_throughput.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    write_readme(out, title, command, f"{table.getvalue()}\n{ratios}", seconds=time.perf_counter() - t_start,
+                 notes=note, files=["env_throughput.md", "env_throughput.csv"])
     print()
     print(md)
-    print(f"written: {out.with_suffix('.md')}, {out.with_suffix('.csv')}")
+    print(f"written: {out / 'README.md'}, {out / 'env_throughput.md'}, {out / 'env_throughput.csv'}")
     return 0
 
 

@@ -12,8 +12,10 @@ either loads (into valid objects) or is refused with the package's own error (``
 other exception, or a peak of more than :data:`MEMORY_BOUND` bytes of traced allocations for one input, is a
 violation. A crash (a segfault) ends the process: run under ``python -m``, a non-zero exit says so.
 
-Prints, per target, the inputs tried and how each class of them ended, and exits 1 on any violation. The
-test suite runs the same harness with a few examples per target (``tests/test_fuzz.py``).
+Prints, per target, the inputs tried and how each class of them ended, writes the table to ``--out``
+(``README.md``, the report with command, machine and date, and ``fuzz.md``; default ``benchmarks/results/fuzz/``),
+and exits 1 on any violation. The test suite runs the same harness with a few examples per target
+(``tests/test_fuzz.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import io
 import json
 import os
 import pickle
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -37,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from sketch_env.cache import write_text
 
 __all__ = ["TARGETS", "MEMORY_BOUND", "Target", "run_target", "classify", "main"]
 
@@ -553,33 +556,46 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--examples", type=int, default=2000, help="fuzzed inputs per target")
     p.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
-    p.add_argument("--out", default=None, help="write the table here too (markdown)")
+    p.add_argument("--out", default="benchmarks/results/fuzz",
+                   help="report folder: README.md and fuzz.md (the table in markdown)")
     args = p.parse_args(argv)
     os.environ.setdefault("SKETCH_ENV_CACHE", tempfile.mkdtemp(prefix="sketch-env-fuzz-cache-"))
+    from benchmarks.common import command_line, write_readme
+
+    started = not tracemalloc.is_tracing()
     tracemalloc.start()
     t0 = time.perf_counter()
     lines = ["| target | inputs | input class | outcome | count |", "| --- | ---: | --- | --- | ---: |"]
     violations = 0
     total = 0
-    with tempfile.TemporaryDirectory(prefix="sketch-env-fuzz-") as tmp:
-        for name in args.targets:
-            counts = run_target(TARGETS[name], args.examples, Path(tmp))
-            n = sum(counts.values())
-            total += n
-            for (kind, outcome), count in sorted(counts.items()):
-                lines.append(f"| {name} | {n} | {kind} | {outcome} | {count} |")
-                if outcome.startswith("VIOLATION"):
-                    violations += count
-            print(f"[{name}] {n} inputs, {sum(c for (k, o), c in counts.items() if o.startswith('VIOLATION'))} "
-                  f"violations", flush=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="sketch-env-fuzz-") as tmp:
+            for name in args.targets:
+                counts = run_target(TARGETS[name], args.examples, Path(tmp))
+                n = sum(counts.values())
+                total += n
+                for (kind, outcome), count in sorted(counts.items()):
+                    lines.append(f"| {name} | {n} | {kind} | {outcome} | {count} |")
+                    if outcome.startswith("VIOLATION"):
+                        violations += count
+                print(f"[{name}] {n} inputs, {sum(c for (k, o), c in counts.items() if o.startswith('VIOLATION'))} "
+                      f"violations", flush=True)
+    finally:
+        if started:
+            tracemalloc.stop()
     table = "\n".join(lines)
-    text = (f"`python -m benchmarks.fuzz {' '.join(argv if argv is not None else sys.argv[1:])}`: {total} inputs in "
-            f"{time.perf_counter() - t0:.0f} s, {violations} violations (memory bound {MEMORY_BOUND >> 20} MiB "
-            f"traced per input)\n\n{table}\n")
+    command = command_line("fuzz", argv)
+    summary = (f"{total} inputs in {time.perf_counter() - t0:.0f} s, {violations} violations (memory bound "
+               f"{MEMORY_BOUND >> 20} MiB traced per input)")
+    text = f"`{command}`: {summary}\n\n{table}\n"
     print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "fuzz.md", text)
+    write_readme(out, "Fuzzing the readers, the run configurations and the env", command, table,
+                 seconds=time.perf_counter() - t0,
+                 notes=f"{args.examples:,} fuzzed inputs per target, besides its valid seeds and crafted attacks; "
+                 f"{summary}.", files=["fuzz.md"])
     with contextlib.suppress(OSError):
         if Path("/tmp/sketch-env-fuzz-pwned").exists():
             print("VIOLATION: an input ran code (/tmp/sketch-env-fuzz-pwned exists)")

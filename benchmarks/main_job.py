@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import ROOT, mean_ci, runs_folder
+from sketch_env.cache import write_text
 
 __all__ = ["main"]
 
@@ -98,10 +99,11 @@ def write_report(results: list[dict], args: argparse.Namespace, out: Path, secon
            if r["backend_training"]["cut_short"] or r.get("rl_training", {}).get("cut_short")]
     first = results[0]
     command = f"python -m benchmarks.main_job {' '.join(args.argv)}".strip()
+    shown = first["command"].replace(str(ROOT) + os.sep, "")  # paths inside the repository, relative
     text = "\n".join([
         f"# The main job on {args.dataset}, as a user runs it", "",
         f"`{command}`", "",
-        f"Each run: `{first['command']}` with its seed, alone on the machine, in a fresh cache and data folder "
+        f"Each run: `{shown}` with its seed, alone on the machine, in a fresh cache and data folder "
         f"(the backend trained and every feature cached anew). {platform.machine()}, {os.cpu_count()} CPUs; "
         f"{time.strftime('%Y-%m-%d')}; {seconds / 60:.0f} min in this call. Backend: "
         f"{first['backend_training']['gradient_steps']} gradient steps "
@@ -112,7 +114,7 @@ def write_report(results: list[dict], args: argparse.Namespace, out: Path, secon
         table, "",
         "File: `runs.csv`. The machine's speed: `benchmarks/results/machine/README.md`.",
         *(["", f"Cut short by a time cap: {', '.join(cut)}."] if cut else []), ""])
-    (out / "README.md").write_text(text)
+    write_text(out / "README.md", text)
     return table
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import ROOT
+from sketch_env.cache import write_text
 
 __all__ = ["SHIPPED", "card_of", "subset_data", "backend_figures", "agent_figures", "main"]
 
@@ -217,7 +218,7 @@ def _write_card(name: str, spec: dict[str, Any], path: Path, training: dict[str,
         "license": spec["license"],
         "trained": {"machine": platform.machine(), "seconds": round(seconds, 1), "date": time.strftime("%Y-%m-%d")},
     }
-    (folder / (spec["file"] + ".json")).write_text(json.dumps(card, indent=1) + "\n")
+    write_text(folder / (spec["file"] + ".json"), json.dumps(card, indent=1) + "\n")
     return card
 
 
@@ -234,7 +235,7 @@ def _write_index(folder: Path, cards: list[dict[str, Any]]) -> None:
                      f"{c['data']['scheme']} (gallery {t['gallery_size']}) | {t['A@1']:.1f} | {t['A@5']:.1f} | "
                      f"{t['A@10']:.1f} | {t['m@A']:.1f} | {t['m@B']:.1f} | {c['bytes'] / 1e6:.2f} | "
                      f"`{c['sha256'][:16]}...` | {c['license']} |")
-    (folder / "README.md").write_text("\n".join(lines) + "\n")
+    write_text(folder / "README.md", "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,7 @@ import numpy as np
 
 from benchmarks.baselines import score_backend, train_row
 from benchmarks.common import mean_ci, run_jobs, runs_folder, thread_env
+from sketch_env.cache import write_text
 
 __all__ = ["VARIANTS", "main"]
 
@@ -127,7 +128,7 @@ def write_report(rows: list[dict], args: argparse.Namespace, out: Path, seconds:
         "machine as stated.", "",
         table, "",
         "File: `recipe.csv` (one row per variant and seed).", ""])
-    (out / "README.md").write_text(text)
+    write_text(out / "README.md", text)
     return table
 
 

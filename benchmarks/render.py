@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks.render [--limit N] [--sizes 64 256] [--steps 20] [--naive-limit 300]
+    python -m benchmarks.render [--limit N] [--sizes 64 256] [--steps 20] [--naive-limit 300] [--out DIR]
 
 For every sketch (train + test of the kanji ``instance`` split, or the first ``--limit``) it renders all
 S partial rasters of the point schedule two ways, with the same :class:`~sketch_env.render.RenderConfig`
@@ -17,6 +17,9 @@ The naive path is slow, so by default it is timed on ``--naive-limit`` sketches 
 fast path is timed on that same subset (for the speed-up) and on all sketches. Both outputs are checked
 to be identical on a few sketches (untimed). It also times building the kanji dataset cold (in a fresh
 cache folder) and warm (a second construction plus ``.sketches("train")``, read from that cache).
+
+Prints the tables and writes them, with the command, machine and date, to ``--out``/``README.md`` (default
+``benchmarks/results/render/``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bar in the middle of t
 import cv2
 import numpy as np
 
+from benchmarks.common import command_line, write_readme
 from sketch_env.render import RenderConfig, render_progressive_batch
 from sketch_env.schedule import PointSchedule
 from sketch_env.sketch import Sketch
@@ -108,14 +112,21 @@ def main(argv: list[str] | None = None) -> None:
         help="time the naive baseline on the first N sketches (0: all of them)",
     )
     ap.add_argument("--check", type=int, default=50, help="compare fast and naive outputs on N sketches")
+    ap.add_argument("--out", default="benchmarks/results/render", help="folder of the report (README.md)")
     args = ap.parse_args(argv)
+    t_start = time.perf_counter()
+    lines: list[str] = []
 
-    print("# Progressive rendering benchmark\n")
-    print(
+    def emit(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    print("# Progressive rendering speed\n")
+    emit(
         f"- machine: processor={platform.processor() or '?'!r}, machine={platform.machine()}, "
         f"cpu_count={os.cpu_count()}, {platform.platform()}"
     )
-    print(
+    emit(
         f"- python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__} "
         f"(cv2 threads: {cv2.getNumThreads()})"
     )
@@ -148,24 +159,24 @@ def main(argv: list[str] | None = None) -> None:
     n_naive = len(sketches) if args.naive_limit <= 0 else min(args.naive_limit, len(sketches))
     subset = [sketches[i] for i in np.linspace(0, len(sketches) - 1, n_naive).astype(int)]
     points = np.array([s.num_points for s in sketches])
-    print(
+    emit(
         f"- kanji instance split: {len(train)} train + {len(test)} test sketches; benchmarked "
         f"{len(sketches)} (points per sketch: median {np.median(points):.0f}, max {points.max()})"
     )
-    print(
+    emit(
         f"- schedule: PointSchedule(steps={args.steps}); naive baseline timed on {n_naive} sketches spread "
         f"evenly over all (points per sketch: median {np.median([s.num_points for s in subset]):.0f}); "
         f"the speed-up compares fast and naive on that same subset\n"
     )
 
-    print("## Building the kanji dataset\n")
-    print("| build | what | time (s) |")
-    print("|---|---|---:|")
-    print(f"| cold | fresh SKETCH_ENV_CACHE: parse all KanjiVG SVGs, write the cache, split | {t_cold:.2f} |")
-    print(
+    emit("## Building the kanji dataset\n")
+    emit("| build | what | time (s) |")
+    emit("|---|---|---:|")
+    emit(f"| cold | fresh SKETCH_ENV_CACHE: parse all KanjiVG SVGs, write the cache, split | {t_cold:.2f} |")
+    emit(
         f"| warm | second `KanjiDataset('instance')` + `.sketches('train')` from the cache | {t_warm:.3f} |"
     )
-    print()
+    emit()
 
     schedule = PointSchedule(steps=args.steps)
     rows, ratios = [], []
@@ -205,21 +216,24 @@ def main(argv: list[str] | None = None) -> None:
         )
         ratios.append((size, width, r_fast, r_naive, r_fast / r_naive, mismatched, min(args.check, n_naive)))
 
-    print(f"## Partial rasters per second (S = {args.steps}, LINE_8, thicken='dilate', white on black)\n")
-    print("| size (px) | line width | path | sketches | rasters | time (s) | rasters/s |")
-    print("|---:|---:|---|---:|---:|---:|---:|")
+    emit(f"## Partial rasters per second (S = {args.steps}, LINE_8, thicken='dilate', white on black)\n")
+    emit("| size (px) | line width | path | sketches | rasters | time (s) | rasters/s |")
+    emit("|---:|---:|---|---:|---:|---:|---:|")
     for size, width, name, n, t, r in rows:
-        print(f"| {size} | {width} | {name} | {n} | {n * args.steps} | {t:.3f} | {r:,.0f} |")
-    print()
-    print(f"## Speed-up on the same subset ({n_naive} sketches spread evenly over all)\n")
-    print("| size (px) | line width | fast rasters/s | naive rasters/s | speed-up | outputs identical |")
-    print("|---:|---:|---:|---:|---:|---|")
+        emit(f"| {size} | {width} | {name} | {n} | {n * args.steps} | {t:.3f} | {r:,.0f} |")
+    emit()
+    emit(f"## Speed-up on the same subset ({n_naive} sketches spread evenly over all)\n")
+    emit("| size (px) | line width | fast rasters/s | naive rasters/s | speed-up | outputs identical |")
+    emit("|---:|---:|---:|---:|---:|---|")
     for size, width, r_fast, r_naive, ratio, bad, checked in ratios:
         same = "yes" if bad == 0 else f"NO ({bad} differ)"
-        print(
+        emit(
             f"| {size} | {width} | {r_fast:,.0f} | {r_naive:,.0f} | {ratio:.1f}x "
             f"| {same} (checked {checked}) |"
         )
+    path = write_readme(args.out, "Progressive rendering speed", command_line("render", argv), "\n".join(lines),
+                        seconds=time.perf_counter() - t_start)
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

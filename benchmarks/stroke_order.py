@@ -23,7 +23,8 @@ sketches of the mean over k = 1..n of 1 / rank after k strokes). Random and lear
 95 % interval over seeds, and the learned sketcher's difference to the human order is computed per seed.
 The cost of a game step (render + embed a canvas, rank, reward) and the canvas cache's hit rate are printed.
 
-Writes ``stroke_order.md`` and ``stroke_order.csv`` to ``--out``. Sketcher policies are saved as
+Writes ``README.md`` (the report: command, machine, date, the table), ``stroke_order.md`` and
+``stroke_order.csv`` to ``--out``. Sketcher policies are saved as
 ``state_dict`` files (``torch.load(weights_only=True)``), so a killed benchmark resumes with the seeds it has,
 and a sketcher killed mid-training resumes from its last PPO update (``checkpoint.pt``).
 """
@@ -33,7 +34,6 @@ from __future__ import annotations
 import argparse
 import csv
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -56,8 +56,9 @@ from agents.stroke_order import (
     strokes_to_top,
     train_sketcher,
 )
-from benchmarks.common import mean_ci
+from benchmarks.common import command_line, mean_ci, write_readme
 from sketch_env import stroke_order_v0
+from sketch_env.cache import write_text
 from sketch_env.envs.stroke_order import StrokeOrderParallelEnv
 
 TOPS = (1, 5, 10)
@@ -215,11 +216,19 @@ def main(argv: list[str] | None = None) -> int:
         per_seed = ", ".join(f"s{s} {v['strokes@top5']:.2f}" for s, v in zip(args.seeds, rows[(learned, rname)]))
         diffs.append(f"learned - human strokes to top 5 ({rname} retriever): {d:+.2f} ± {ci:.2f} "
                      f"(learned per seed: {per_seed})")
-    command = f"python -m benchmarks.stroke_order {' '.join(argv if argv is not None else sys.argv[1:])}".strip()
-    text = (f"`{command}` ({platform.machine()}; {len(sketches)} test sketches, gallery {test.gallery_size}; "
-            f"{(time.perf_counter() - t_start) / 60:.0f} min)\n\n" + "\n".join(lines) + "\n\n" + "\n".join(diffs)
+    command = command_line("stroke_order", argv)
+    body = ("\n".join(lines) + "\n\n" + "\n".join(diffs)
             + f"\n\nGame step (render + embed one canvas, rank, reward; cold cache): {step_ms:.2f} ms\n")
-    (out / "stroke_order.md").write_text(text)
+    text = (f"`{command}` ({platform.machine()}; {len(sketches)} test sketches, gallery {test.gallery_size}; "
+            f"{(time.perf_counter() - t_start) / 60:.0f} min)\n\n" + body)
+    write_text(out / "stroke_order.md", text)
+    write_readme(out, "Stroke order: strokes on the canvas until the true photo reaches the top", command, body,
+                 seconds=time.perf_counter() - t_start,
+                 notes=f"{len(sketches)} test sketches, gallery {test.gallery_size}; retrievers: "
+                 f"{', '.join(retrievers)}; learned sketcher: `{args.policy}` policy, {args.timesteps:,} env steps per "
+                 f"seed, `{args.reward}` reward; seeds {args.seeds}; random and learned orders mean ± 95 % t-interval "
+                 "over the seeds.",
+                 files=["stroke_order.md", "stroke_order.csv"])
     print(text)
     return 0
 

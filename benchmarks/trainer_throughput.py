@@ -21,7 +21,8 @@ the seeds one after the other; fast: the seeds side by side), then test m@B / m@
 best checkpoint by ``sketch-env evaluate``'s code; mean ± 95 % interval over ``--seeds``, with each path's
 wall time.
 
-Writes ``throughput.md`` / ``throughput.csv`` (and ``learning.md``) to ``--out`` and prints them.
+Writes ``README.md`` (the report: command, machine, date, the tables), ``throughput.md`` / ``throughput.csv``
+(and ``learning.md``) to ``--out`` and prints them.
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ import os
 import platform
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import mean_ci
+from benchmarks.common import command_line, mean_ci, write_readme
+from sketch_env.cache import write_text
 
 
 def _env_id(dataset: str) -> str:
@@ -169,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(parse_override(kv) for kv in args.hp)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cmd = "python -m benchmarks.trainer_throughput " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = command_line("trainer_throughput", argv)
+    t_start = time.perf_counter()
     rows, compile_seconds = [], {}
     for algo in args.algos:
         hp = load_hyperparams(algo, env_id, overrides)
@@ -216,9 +218,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"algo": algo, "path": key, "value": med, "ratio_to_sb3": ratio})
     device = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
               else f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
-    lines = [f"`{cmd.strip()}` (device: {device}; env-steps/s of training per path, median of {args.rounds} "
-             f"alternating rounds of {args.timesteps:,} env steps per agent; ratio = to SB3 in the same round)", "",
-             "| method | path | env-steps/s | x SB3 |", "| --- | --- | ---: | ---: |"]
+    speed_note = (f"device: {device}; env-steps/s of training per path, median of {args.rounds} alternating rounds "
+                  f"of {args.timesteps:,} env steps per agent; ratio = to SB3 in the same round")
+    lines = [f"`{cmd}` ({speed_note})", "", "| method | path | env-steps/s | x SB3 |", "| --- | --- | ---: | ---: |"]
     for r in rows:
         value = f"{r['value']:.2f}" if "share" in r["path"] else f"{r['value']:,.0f}"
         ratio = f"{r['ratio_to_sb3']:.2f}" if r["ratio_to_sb3"] is not None else "-"
@@ -227,18 +229,26 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", f"torch.compile ({args.compile}) compilation, seconds (first rollout minus an eager one): "
                   + ", ".join(f"`{a}` {s:.0f}" for a, s in compile_seconds.items())]
     table = "\n".join(lines)
-    (out / "throughput.md").write_text(table + "\n")
+    write_text(out / "throughput.md", table + "\n")
     with open(out / "throughput.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     print(table, flush=True)
+    title = f"Training throughput on {args.dataset}: the fast trainer against SB3"
+    files = ["throughput.md", "throughput.csv"]
 
+    def report(body: str) -> None:
+        write_readme(out, title, cmd, body, seconds=time.perf_counter() - t_start, notes=f"Speed: {speed_note}.",
+                     files=files)
+
+    report("\n".join(lines[2:]))
     if args.learn_timesteps > 0:
         shutil.rmtree(args.runs, ignore_errors=True)  # fresh runs: a resumed run would not be timed whole
-        llines = [f"`{cmd.strip()}`: {args.learn_timesteps:,} env steps per seed, {len(args.seeds)} seeds, test split, "
-                  f"mean ± 95 % interval; minutes = the path's wall time for all seeds (SB3 one after the other, "
-                  f"fast side by side), validation included", "",
+        learn_note = (f"{args.learn_timesteps:,} env steps per seed, {len(args.seeds)} seeds, test split, mean ± 95 % "
+                      "interval; minutes = the path's wall time for all seeds (SB3 one after the other, fast side by "
+                      "side), validation included")
+        llines = [f"`{cmd}`: {learn_note}", "",
                   "| method | path | m@A | m@B | minutes |", "| --- | --- | ---: | ---: | ---: |"]
         for algo in args.learn_algos:
             res = learning(args, algo, env_id, env_kwargs, overrides)
@@ -248,8 +258,10 @@ def main(argv: list[str] | None = None) -> int:
                 llines.append(f"| `{algo}` | {name} | {ma:.1f} ± {ca:.1f} | {mb:.1f} ± {cb:.1f} | "
                               f"{r['seconds'] / 60:.1f} |")
                 print(llines[-1], flush=True)
-        (out / "learning.md").write_text("\n".join(llines) + "\n")
+        write_text(out / "learning.md", "\n".join(llines) + "\n")
         print("\n".join(llines))
+        files.append("learning.md")
+        report("\n".join(lines[2:]) + f"\n\nLearning: {learn_note}.\n\n" + "\n".join(llines[2:]))
     return 0
 
 

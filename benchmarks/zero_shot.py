@@ -32,7 +32,8 @@ ceiling the category sizes allow (a category with fewer than 200 photos cannot f
 Also: P@200 against the share of the sketch drawn (the on-the-fly view) for CVAE, the fine-grained
 triplet, Siamese and the baseline (``onthefly.csv``, ``onthefly.png``), and the CVAE's retrieval cost per
 query with ``--samples`` samples, batched over all test queries and one query at a time.
-Writes ``zero_shot.md``, ``zero_shot.csv``, ``onthefly.csv``, ``onthefly.png`` to ``--out``.
+Writes ``README.md`` (the report: command, machine, date, the tables, the plot), ``zero_shot.md``,
+``zero_shot.csv``, ``onthefly.csv``, ``onthefly.png`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import mean_ci
+from benchmarks.common import command_line, mean_ci, write_readme
 from embeddings.base import l2_normalise, load_backend
 from embeddings.train import TrainConfig, train_backend
 from embeddings.zero_shot import (
@@ -421,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     cost = (
         {key: float(np.mean([timing[s][key] for s in timing])) for key in next(iter(timing.values()))} if timing else {}
     )
-    command = " ".join(["python -m benchmarks.zero_shot", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("zero_shot", argv)
     notes = [
         f"`{command}` ({platform.machine()}, CPU, {args.threads} torch thread(s); seeds {args.seeds}; "
         f"{elapsed / 60:.1f} min in this call, load average {os.getloadavg()[0]:.1f} at the end)",
@@ -475,10 +476,23 @@ def main(argv: list[str] | None = None) -> int:
         with atomic_path(out / "onthefly.csv") as tmp:
             tmp.write_text(buf.getvalue())
         _plot(arrays, out / "onthefly.png", k, f"{args.dataset}: unseen categories, P@{k} over the sketch")
+        percents = (25, 50, 75, 100)
+        flines = [f"P@{k} against the share of the sketch drawn (`onthefly.csv`), mean of the {len(args.seeds)} "
+                  "seed(s):", "", "| % of the sketch | " + " | ".join(map(str, percents)) + " |",
+                  "| --- |" + " ---: |" * len(percents)]
         for name, per in arrays.items():
-            marks = {pct: per[:, int(round(pct / 100 * per.shape[1])) - 1].mean() for pct in (25, 50, 75, 100)}
+            marks = {pct: per[:, int(round(pct / 100 * per.shape[1])) - 1].mean() for pct in percents}
             _log(f"on-the-fly {LABELS[name]:34s} " + "  ".join(f"{p}%: {v:.3f}" for p, v in marks.items()))
-    _log(f"wrote {out / 'zero_shot.md'}, {out / 'zero_shot.csv'}, {out / 'onthefly.csv'}, {out / 'onthefly.png'}")
+            flines.append(f"| {LABELS[name]} | " + " | ".join(f"{v:.3f}" for v in marks.values()) + " |")
+        notes += ["", *flines]
+    write_readme(out, f"Zero-shot SBIR on {args.dataset}: unseen categories", command, "\n".join(notes[2:]),
+                 seconds=time.perf_counter() - start,
+                 notes=f"CPU, {args.threads} torch thread(s); seeds {args.seeds}; heads trained {args.epochs} epochs, "
+                 f"M = {args.samples} samples per CVAE / CAAE query.",
+                 plots=["onthefly.png"] if curves else [],
+                 files=["zero_shot.md", "zero_shot.csv", *(["onthefly.csv", "onthefly.png"] if curves else [])])
+    _log(f"wrote {out / 'README.md'}, {out / 'zero_shot.md'}, {out / 'zero_shot.csv'}, {out / 'onthefly.csv'}, "
+         f"{out / 'onthefly.png'}")
     return 0
 
 

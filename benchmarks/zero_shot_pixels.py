@@ -15,7 +15,8 @@ nothing has seen an unseen category. Every row is then trained and scored exactl
 0.5, batches of 128, ``--epochs`` epochs; complete sketches; P@200 and the paper's mAP@200 over every photo
 of the unseen categories, relevance = same category; mean ± 95 % t-interval over the seeds).
 
-Writes ``zero_shot_pixels.md`` and ``zero_shot_pixels.csv`` to ``--out``.
+Writes ``README.md`` (the report: command, machine, date, the table), ``zero_shot_pixels.md`` and
+``zero_shot_pixels.csv`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import cv2
 import numpy as np
 import torch
 
-from benchmarks.common import mean_ci
+from benchmarks.common import command_line, mean_ci, write_readme
 from embeddings.base import l2_normalise
 from embeddings.cvae import FeatureCVAE, layer_sizes, unit_rms
 from embeddings.meta_train import split_rasters
@@ -155,11 +156,12 @@ def main(argv: list[str] | None = None) -> int:
             mean, half = mean_ci([per_seed[s][name][c] for s in args.seeds])
             cells.append(f"{mean:.0f}" if c == "train_s" else f"{mean:.3f} ± {half:.3f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    command = " ".join(["python -m benchmarks.zero_shot_pixels", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("zero_shot_pixels", argv)
+    body = (f"{len(test['sketch'])} complete test sketches against all {len(test['photo'])} photos of the unseen "
+            f"categories; features: {args.size} x {args.size} pixels (F = {args.size ** 2}), untrained.\n\n"
+            + "\n".join(lines) + "\n")
     text = (f"`{command}` ({platform.machine()}, CPU, {args.threads} torch thread(s), {os.cpu_count()} CPUs; seeds "
-            f"{args.seeds}; {(time.perf_counter() - start) / 60:.1f} min)\n\n{len(test['sketch'])} complete test "
-            f"sketches against all {len(test['photo'])} photos of the unseen categories; features: "
-            f"{args.size} x {args.size} pixels (F = {args.size ** 2}), untrained.\n\n" + "\n".join(lines) + "\n")
+            f"{args.seeds}; {(time.perf_counter() - start) / 60:.1f} min)\n\n" + body)
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
             w.writerow([label, s, *(f"{r[c]:.6f}" for c in METRICS), f"{r['train_s']:.2f}"])
     with atomic_path(out / "zero_shot_pixels.csv") as tmp:
         tmp.write_text(buf.getvalue())
+    write_readme(out, f"Zero-shot rows over {args.size} x {args.size} pixel features on {args.dataset}", command, body,
+                 seconds=time.perf_counter() - start,
+                 notes=f"CPU, {args.threads} torch thread(s); seeds {args.seeds}; every head trained {args.epochs} "
+                 "epochs; mean ± 95 % t-interval over the seeds.",
+                 files=["zero_shot_pixels.md", "zero_shot_pixels.csv"])
     return 0
 
 

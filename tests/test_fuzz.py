@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.fuzz import MEMORY_BOUND, TARGETS, run_target
+from benchmarks.fuzz import MEMORY_BOUND, TARGETS, main, run_target
 
 pytestmark = pytest.mark.usefixtures("env_cache")
 
@@ -36,3 +36,12 @@ def test_every_input_loads_or_is_refused_by_the_package(name, tmp_path):
         elif kind.startswith("attack"):
             assert outcome.startswith("refused"), (kind, outcome)
     assert MEMORY_BOUND <= 256 << 20
+
+
+def test_the_command_writes_its_report(tmp_path):
+    """``python -m benchmarks.fuzz --out DIR`` writes the table and the report (README.md) there."""
+    assert main(["--examples", "2", "--targets", "yaml", "action", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "README.md").read_text()
+    assert "`python -m benchmarks.fuzz --examples 2 --targets yaml action" in report
+    assert "| yaml |" in report and "| action |" in report and "0 violations" in report
+    assert (tmp_path / "fuzz.md").is_file()

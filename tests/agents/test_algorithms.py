@@ -30,3 +30,9 @@ def test_vpg_weights_are_each_steps_own_reward():
     # the buffer's get() flattened advantages env-major: (n_steps, n_envs) -> (n_envs * n_steps, 1)
     np.testing.assert_allclose(buf.advantages.ravel(), buf.rewards.swapaxes(0, 1).ravel(), rtol=1e-6)
     assert math.isclose(model.gamma, 0.0)
+
+
+def test_the_torch_free_method_names_are_the_algorithms():
+    from agents.names import METHODS
+
+    assert set(METHODS) == set(ALGORITHMS) and len(METHODS) == len(ALGORITHMS)

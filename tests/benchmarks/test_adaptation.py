@@ -16,6 +16,7 @@ def test_adaptation_benchmark_end_to_end_and_reuses_its_runs(tmp_path, capsys):
             "--out", str(tmp_path / "out")]
     assert main(args) == 0
     table = (tmp_path / "out" / "adaptation.md").read_text()
+    assert "`python -m benchmarks.adaptation --dataset synthetic" in (tmp_path / "out" / "README.md").read_text()
     for row in ("no adaptation (B1)", "fine-tuning (B1, all layers)", "this method before adaptation", "this method"):
         assert f"| {row} |" in table
     with open(tmp_path / "out" / "adaptation.csv", newline="") as f:

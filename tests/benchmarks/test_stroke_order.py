@@ -15,6 +15,7 @@ def test_stroke_order_benchmark_end_to_end_and_resume(synthetic_checkpoint, tmp_
             "--n-envs", "1", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--no-progress"]
     assert bench.main(argv) == 0
     text = (tmp_path / "out" / "stroke_order.md").read_text()
+    assert "`python -m benchmarks.stroke_order --backend" in (tmp_path / "out" / "README.md").read_text()
     for row in ("| human | frozen |", "| longest stroke first | frozen |",
                 "| learned sketcher (stroke scoring) | frozen |"):
         assert row in text

@@ -12,6 +12,7 @@ def test_trainer_throughput_benchmark_runs_with_a_compiled_row(tmp_path, synthet
                  "--env-seconds", "0.2", "--compile", "aot_eager", "--out", str(tmp_path)])
     assert code == 0
     table = (tmp_path / "throughput.md").read_text()
+    assert "`python -m benchmarks.trainer_throughput --dataset synthetic" in (tmp_path / "README.md").read_text()
     for row in ("| SB3 |", "| fast, 1 agent |", "| fast, 1 agent, torch.compile (aot_eager) |",
                 "| fast, 2 agents side by side |", "compilation, seconds"):
         assert row in table, row

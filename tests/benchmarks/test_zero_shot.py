@@ -26,6 +26,7 @@ def test_zero_shot_benchmark_with_a_given_backbone(tmp_path, monkeypatch, backbo
             "--samples", "4", "--steps", "3", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
     assert main([*args, "--backbone", template]) == 0
     table = (tmp_path / "out" / "zero_shot.md").read_text()
+    assert "`python -m benchmarks.zero_shot --dataset synthetic" in (tmp_path / "out" / "README.md").read_text()
     assert f"backbone: `{template}`" in table and "| CVAE |" in table and "Generation ceiling" in table
     folders = [p.name for p in (tmp_path / "runs").iterdir()]
     assert len(folders) == 1 and folders[0].startswith("synthetic-category-backbone-")

@@ -16,6 +16,7 @@ def test_zero_shot_pixel_backbone_benchmark_end_to_end(tmp_path):
     assert main(["--dataset", "synthetic", "--size", "8", "--seeds", "0", "--epochs", "1",
                  "--out", str(tmp_path)]) == 0
     table = (tmp_path / "zero_shot_pixels.md").read_text()
+    assert "`python -m benchmarks.zero_shot_pixels --dataset synthetic" in (tmp_path / "README.md").read_text()
     assert "| CVAE |" in table and "| Coarse-grained triplet |" in table and "F = 64" in table
     with open(tmp_path / "zero_shot_pixels.csv", newline="") as fh:
         rows = {r["method"]: r for r in csv.DictReader(fh)}

@@ -147,3 +147,13 @@ def test_cache_dir_env(tmp_path, monkeypatch):
     monkeypatch.delenv(ENV_VAR)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir() == tmp_path / "xdg" / "sketch_env"
+
+
+def test_write_text_replaces_the_file_whole_and_leaves_no_temporary(tmp_path):
+    from sketch_env.cache import write_text
+
+    path = tmp_path / "report" / "README.md"
+    assert write_text(path, "first ✓\n") == path and path.read_text(encoding="utf-8") == "first ✓\n"
+    write_text(path, "second\n")
+    assert path.read_text() == "second\n"
+    assert [p.name for p in path.parent.iterdir()] == ["README.md"]
