@@ -26,7 +26,6 @@ import csv
 import functools
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,8 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import mean_ci, run_jobs, runs_folder, thread_env
-from sketch_env.cache import write_text
+from benchmarks.common import command_line, mean_ci, run_jobs, runs_folder, thread_env, write_readme
 
 LABELS = {"ts": "TS (triplet Siamese)", "b1": "B1 (triplet + attention)", "b2": "B2 (B1 on partial sketches)",
           "b3": "B3 (one model per step group)", "rl": "RL (ppo-a-clip from B1)"}
@@ -171,21 +169,15 @@ def write_report(rows: list[dict], args: argparse.Namespace, out: Path, seconds:
         minutes = np.mean([r["train_seconds"] for r in mine]) / 60
         lines.append(f"| {m} | {mine[0]['result']['gallery_size']} | " + " | ".join(cells) + f" | {minutes:.1f} |")
     table = "\n".join(lines)
-    command = f"python -m benchmarks.baselines {' '.join(args.argv)}".strip()
     cut = [f"{r['method']} s{r['seed']}" for r in rows if r["cut_short"]]
-    text = "\n".join([
-        f"# The main table on {args.dataset}", "",
-        f"`{command}`", "",
-        f"{platform.machine()}, {os.cpu_count()} CPUs, device {args.device}; {len(seeds)} seed(s) "
-        f"({', '.join(map(str, seeds))}), mean ± 95 % t-interval over seeds; {time.strftime('%Y-%m-%d')}; "
-        f"{seconds / 60:.0f} min in this call. Test split, S = {args.steps} steps; train min = training time "
-        "per run (validation excluded).", "",
-        table, "",
-        "![curves](curves.png)", "",
-        "Files: `baselines.csv` (one row per method and seed), `episodes.csv` (one row per test sketch, method "
-        "and seed: its first and complete ranks, its mean ranking percentile and 1/rank), `curves.csv`.",
-        *(["", f"Cut short by a time cap (not full runs): {', '.join(cut)}."] if cut else []), ""])
-    write_text(out / "README.md", text)
+    notes = (f"Device {args.device}; {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), mean ± 95 % t-interval "
+             f"over seeds. Test split, S = {args.steps} steps; train min = training time per run (validation "
+             "excluded). `baselines.csv` has one row per method and seed, `episodes.csv` one row per test sketch, "
+             "method and seed (its first and complete ranks, its mean ranking percentile and 1/rank)."
+             + (f"\n\nCut short by a time cap (not full runs): {', '.join(cut)}." if cut else ""))
+    write_readme(out, f"The main table on {args.dataset}", command_line("baselines", args.argv), table,
+                 seconds=seconds, notes=notes, plots=["curves.png"],
+                 files=["baselines.csv", "episodes.csv", "curves.csv"])
     return table
 
 

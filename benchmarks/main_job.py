@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -25,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import ROOT, mean_ci, runs_folder
-from sketch_env.cache import write_text
+from benchmarks.common import ROOT, command_line, mean_ci, runs_folder, write_readme
 
 __all__ = ["main"]
 
@@ -98,23 +96,17 @@ def write_report(results: list[dict], args: argparse.Namespace, out: Path, secon
     cut = [f"seed {r['seed']} run {r['repeat'] + 1}" for r in results
            if r["backend_training"]["cut_short"] or r.get("rl_training", {}).get("cut_short")]
     first = results[0]
-    command = f"python -m benchmarks.main_job {' '.join(args.argv)}".strip()
     shown = first["command"].replace(str(ROOT) + os.sep, "")  # paths inside the repository, relative
-    text = "\n".join([
-        f"# The main job on {args.dataset}, as a user runs it", "",
-        f"`{command}`", "",
-        f"Each run: `{shown}` with its seed, alone on the machine, in a fresh cache and data folder "
-        f"(the backend trained and every feature cached anew). {platform.machine()}, {os.cpu_count()} CPUs; "
-        f"{time.strftime('%Y-%m-%d')}; {seconds / 60:.0f} min in this call. Backend: "
-        f"{first['backend_training']['gradient_steps']} gradient steps "
-        f"({first['backend_training']['epochs']} epochs of {first['backend_training']['train_photos']} photos, "
-        f"validation on {first['backend_training']['val_photos']}); RL: "
-        f"{first.get('rl_training', {}).get('env_steps', 0):,} env steps. Test split, S = 20 steps; total min = "
-        "the whole command's wall time.", "",
-        table, "",
-        "File: `runs.csv`. The machine's speed: `benchmarks/results/machine/README.md`.",
-        *(["", f"Cut short by a time cap: {', '.join(cut)}."] if cut else []), ""])
-    write_text(out / "README.md", text)
+    notes = (f"Each run: `{shown}` with its seed, alone on the machine, in a fresh cache and data folder (the "
+             f"backend trained and every feature cached anew). Backend: "
+             f"{first['backend_training']['gradient_steps']} gradient steps "
+             f"({first['backend_training']['epochs']} epochs of {first['backend_training']['train_photos']} "
+             f"photos, validation on {first['backend_training']['val_photos']}); RL: "
+             f"{first.get('rl_training', {}).get('env_steps', 0):,} env steps. Test split, S = 20 steps; total "
+             "min = the whole command's wall time. The machine's speed: `benchmarks/results/machine/README.md`."
+             + (f"\n\nCut short by a time cap: {', '.join(cut)}." if cut else ""))
+    write_readme(out, f"The main job on {args.dataset}, as a user runs it", command_line("main_job", args.argv),
+                 table, seconds=seconds, notes=notes, files=["runs.csv"])
     return table
 
 

@@ -22,7 +22,6 @@ import argparse
 import csv
 import functools
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,8 +30,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.baselines import score_backend, train_row
-from benchmarks.common import mean_ci, run_jobs, runs_folder, thread_env
-from sketch_env.cache import write_text
+from benchmarks.common import command_line, mean_ci, run_jobs, runs_folder, thread_env, write_readme
 
 __all__ = ["VARIANTS", "main"]
 
@@ -116,19 +114,13 @@ def write_report(rows: list[dict], args: argparse.Namespace, out: Path, seconds:
         lines.append(f"| {variant} | " + " | ".join(cells) + f" | {' | '.join(deltas)} | "
                      f"{mine[0]['training']['gradient_steps']} | {minutes:.1f} |")
     table = "\n".join(lines)
-    command = f"python -m benchmarks.recipe {' '.join(args.argv)}".strip()
-    text = "\n".join([
-        f"# The training recipe on {args.dataset}: one choice at a time", "",
-        f"`{command}`", "",
-        f"{platform.machine()}, {os.cpu_count()} CPUs, {args.jobs} run(s) at a time; {len(seeds)} seed(s) "
-        f"({', '.join(map(str, seeds))}), mean ± 95 % t-interval over seeds where more than one; "
-        f"{time.strftime('%Y-%m-%d')}; {seconds / 60:.0f} min in this call. Frozen B1 on the test split "
-        f"({rows[0]['result']['gallery_size']} photos), S = {args.steps} steps; Δ = the row minus the default "
-        "row, same seeds; train min = training time per run, validation excluded, with the runs sharing the "
-        "machine as stated.", "",
-        table, "",
-        "File: `recipe.csv` (one row per variant and seed).", ""])
-    write_text(out / "README.md", text)
+    notes = (f"{args.jobs} run(s) at a time; {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), mean ± 95 % "
+             f"t-interval over seeds where more than one. Frozen B1 on the test split "
+             f"({rows[0]['result']['gallery_size']} photos), S = {args.steps} steps; Δ = the row minus the default "
+             "row, same seeds; train min = training time per run, validation excluded, with the runs sharing the "
+             "machine as stated. `recipe.csv` has one row per variant and seed.")
+    write_readme(out, f"The training recipe on {args.dataset}: one choice at a time",
+                 command_line("recipe", args.argv), table, seconds=seconds, notes=notes, files=["recipe.csv"])
     return table
 
 
