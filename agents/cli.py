@@ -71,8 +71,30 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    from agents.demo.app import require_web, serve
+    from agents.demo.core import RetrievalDemo
+
+    require_web()
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback:
+        print(f"warning: serving on {args.host}, reachable from other machines; the demo has no authentication",
+              file=sys.stderr)
+    model = None if str(args.model).lower() == "none" else args.model
+    demo = RetrievalDemo(model, backend=args.backend, dataset=args.dataset, root=args.root, split=args.split,
+                         topk=args.topk)
+    serve(demo, host=args.host, port=args.port,
+          on_start=lambda url: print(f"sketch-env demo: {url} (Ctrl-C stops it)", flush=True))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """The ``train`` and ``evaluate`` commands."""
+    """The ``train``, ``evaluate`` and ``demo`` commands."""
     from agents.configs import RLTrainConfig
     from sketch_env.config import add_config_arguments
 
@@ -116,6 +138,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out", default=None, help="output folder (default: eval-<split>/ beside the model)")
     ev.add_argument("--json", action="store_true", help="also print the figures as JSON")
     ev.set_defaults(func=_cmd_evaluate)
+
+    from agents.demo.core import DEFAULT_MODEL
+
+    demo = sub.add_parser("demo", help="a local web page: draw a sketch, watch the frozen backend's and the agent's "
+                          "rankings after every stroke")
+    demo.add_argument("--model", default=DEFAULT_MODEL, help=f"agent file or shipped agent name (default "
+                      f"{DEFAULT_MODEL}); none: the frozen backend alone")
+    demo.add_argument("--backend", default=None, help="backend name or checkpoint (without --model; default b1)")
+    demo.add_argument("--dataset", default=None, help="dataset (without --model; default kanji)")
+    demo.add_argument("--root", default=None, help="the dataset's folder, for datasets read from disk")
+    demo.add_argument("--split", default="test", help="the gallery and replayed sketches (default test)")
+    demo.add_argument("--topk", type=int, default=5, help="photos shown per method (default 5)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    demo.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: a free one)")
+    demo.set_defaults(func=_cmd_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,9 +34,11 @@ def test_the_wheel_carries_the_package_data_and_the_entry_point(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = [p.relative_to(ROOT).as_posix() for pattern in (
         "agents/hyperparams/*.yml", "agents/pretrained/*.zip", "agents/pretrained/*.json",
-        "embeddings/pretrained/*.pt", "embeddings/pretrained/*.json", "embeddings/pretrained/README.md")
+        "embeddings/pretrained/*.pt", "embeddings/pretrained/*.json", "embeddings/pretrained/README.md",
+        "agents/demo/static/*")
         for p in ROOT.glob(pattern)]
     assert any(n.endswith(".pt") for n in expected) and any(n.endswith(".yml") for n in expected)
+    assert "agents/demo/static/index.html" in expected
     missing = [n for n in expected if n not in names]
     assert not missing, f"not in the wheel: {missing}"
     for package in ("sketch_env/__init__.py", "embeddings/__init__.py", "agents/__init__.py"):
