@@ -50,7 +50,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import ROOT, command_line, mean_ci, run_jobs, thread_env, write_readme
+from benchmarks.common import command_line, mean_ci, run_cwd, thread_env, write_readme
+from benchmarks.executor import GridRun, Input, add_executor_args, executor_options, run_grid
 from embeddings.base import load_backend
 from embeddings.meta import fine_tune
 from embeddings.meta_train import adaptation_tasks, evaluate_adaptation, split_rasters
@@ -86,11 +87,11 @@ def _run(cmd: list[str], log: Path, threads: int) -> None:
     env = thread_env(threads)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as f:
-        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=run_cwd())
 
 
-def train_base(args: argparse.Namespace, seed: int, threads: int) -> Path:
-    out = Path(args.runs) / f"b1-s{seed}"
+def train_base(out: Path, args: argparse.Namespace, seed: int, threads: int) -> str:  # a grid run
+    """The seed's B1 (the meta rows start from it) in ``out``; its checkpoint's name in the folder."""
     if not (out / "history.json").is_file():
         cmd = [sys.executable, "-m", "agents.cli", "embed", "train", "--backend", "b1", "--dataset", args.dataset,
                "--scheme", args.scheme, "--seed", str(seed), "--out", str(out), "--device", args.device,
@@ -102,11 +103,12 @@ def train_base(args: argparse.Namespace, seed: int, threads: int) -> Path:
         if args.root:
             cmd += ["--root", args.root]
         _run(cmd, out / "benchmark.log", threads)
-    return out / "backend.pt"
+    return "backend.pt"
 
 
-def train_meta_row(args: argparse.Namespace, label: str, options: dict, seed: int, base: Path, threads: int) -> Path:
-    out = Path(args.runs) / f"{_slug(label)}-s{seed}"
+def train_meta_row(out: Path, args: argparse.Namespace, label: str, options: dict, seed: int, base: Path,
+                   threads: int) -> str:  # a grid run
+    """One meta-trained row in ``out``, started from the B1 checkpoint ``base``."""
     if not (out / "history.json").is_file():
         cmd = [sys.executable, "-m", "agents.cli", "embed", "meta-train", "--dataset", args.dataset, "--scheme",
                args.scheme, "--outer-steps", str(args.meta_steps), "--seed", str(seed),
@@ -120,7 +122,7 @@ def train_meta_row(args: argparse.Namespace, label: str, options: dict, seed: in
         t0 = time.perf_counter()
         _run(cmd, out / "benchmark.log", threads)
         print(f"[{label} s{seed}] meta-trained in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
-    return out / "backend.pt"
+    return "backend.pt"
 
 
 def outer_step_cost(args: argparse.Namespace, base: Path, steps: int = 6) -> dict[str, dict[str, float]]:
@@ -201,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="score the queries drawn this far (share of their points; 1 = complete, the paper's "
                         "protocol); several values give one table each")
     p.add_argument("--rows", nargs="+", default=None, help="meta rows to run (default: all)")
-    p.add_argument("--jobs", type=int, default=1, help="trainings in parallel (independent processes)")
+    add_executor_args(p, "trainings in parallel (independent processes)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-cost", action="store_true", help="skip the side-by-side cost measurement")
     p.add_argument("--runs", default=None, help="run folders (default runs/benchmarks/adaptation/<dataset>-<scheme>)")
@@ -220,10 +222,16 @@ def main(argv: list[str] | None = None) -> int:
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     t_start = time.perf_counter()
 
-    bases = dict(zip(args.seeds, run_jobs(lambda s: train_base(args, s, threads), args.seeds, args.jobs)))
-    jobs = [(label, opts, s) for s in args.seeds for label, opts in rows.items()]
-    metas = dict(zip([(label, s) for label, _, s in jobs],
-                     run_jobs(lambda j: train_meta_row(args, j[0], j[1], j[2], bases[j[2]], threads), jobs, args.jobs)))
+    runs = Path(args.runs).resolve()
+    grid = [GridRun(key=f"b1-s{s}", folder=runs / f"b1-s{s}", fn=train_base, cpus=threads,
+                    kwargs={"args": args, "seed": s, "threads": threads}) for s in args.seeds]
+    bases = {s: run.folder / name for s, run, name in zip(args.seeds, grid, run_grid(grid, executor_options(args)))}
+    grid = [GridRun(key=f"{_slug(label)}-s{s}", folder=runs / f"{_slug(label)}-s{s}", fn=train_meta_row, cpus=threads,
+                    kwargs={"args": args, "label": label, "options": opts, "seed": s, "base": Input(str(bases[s])),
+                            "threads": threads})
+            for s in args.seeds for label, opts in rows.items()]
+    metas = {(run.kwargs["label"], run.kwargs["seed"]): run.folder / name
+             for run, name in zip(grid, run_grid(grid, executor_options(args)))}
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     ds = make_dataset(args.dataset, root=args.root, scheme=args.scheme)

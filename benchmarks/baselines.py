@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import json
 import os
 import sys
@@ -33,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import command_line, mean_ci, run_jobs, runs_folder, thread_env, write_readme
+from benchmarks.common import command_line, mean_ci, runs_folder, thread_env, write_readme
+from benchmarks.executor import GridRun, add_executor_args, executor_options, run_grid
 
 LABELS = {"ts": "TS (triplet Siamese)", "b1": "B1 (triplet + attention)", "b2": "B2 (B1 on partial sketches)",
           "b3": "B3 (one model per step group)", "rl": "RL (ppo-a-clip from B1)"}
@@ -41,11 +41,11 @@ COLUMNS = ("A@1", "A@5", "A@10", "m@A", "m@B")
 
 
 def train_row(args: argparse.Namespace, name: str, seed: int, runs: Path, folder: str | None = None,
-              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train (or resume) backend ``name`` for one seed in ``runs/<folder or name>-s<seed>`` with the library's
-    defaults, less ``overrides`` (TrainConfig fields; ``backend_options`` merged); returns the checkpoint and
-    the training record. ``args``: ``dataset``, ``root``, ``gradient_steps``, ``device``, ``steps``,
-    ``step_power``, ``b3_models``, ``threads``."""
+              overrides: dict[str, Any] | None = None, out: Path | None = None) -> dict[str, Any]:
+    """Train (or resume) backend ``name`` for one seed in ``runs/<folder or name>-s<seed>`` (or ``out``) with the
+    library's defaults, less ``overrides`` (TrainConfig fields; ``backend_options`` merged); returns the
+    checkpoint and the training record. ``args``: ``dataset``, ``root``, ``gradient_steps``, ``device``,
+    ``steps``, ``step_power``, ``b3_models``, ``threads``."""
     import torch
 
     from embeddings.train import TrainConfig, train_backend
@@ -58,7 +58,7 @@ def train_row(args: argparse.Namespace, name: str, seed: int, runs: Path, folder
     fields = {"gradient_steps": args.gradient_steps,
               "step_power": args.step_power if name in ("b2", "b3") else 0.0}  # B1, TS: complete sketches
     cfg = TrainConfig(backend=name, dataset=args.dataset, root=args.root, seed=seed, device=args.device,
-                      steps=args.steps, progress=False, out=str(runs / f"{folder or name}-s{seed}"),
+                      steps=args.steps, progress=False, out=str(out or runs / f"{folder or name}-s{seed}"),
                       backend_options=options, **(fields | overrides))
     t0 = time.perf_counter()
     checkpoint = train_backend(cfg)
@@ -117,8 +117,9 @@ def _rl_row(args: argparse.Namespace, seed: int, runs: Path) -> list[dict]:
     return rows
 
 
-def _seed_job(args: argparse.Namespace, seed: int, runs: Path) -> list[dict]:  # a worker process's job
-    """Every row of one seed, in order (B3 and RL need the seed's B1), in this worker's threads."""
+def seed_run(runs: Path, args: argparse.Namespace, seed: int) -> list[dict]:  # one run of the grid
+    """Every row of one seed, in order (B3 and RL need the seed's B1), in this worker's threads, in the seed's
+    folder ``runs``."""
     os.environ.update(thread_env(args.threads))
     order = [r for r in ("b1", "b2", "b3", "ts") if r in args.rows]
     if ("b3" in args.rows or "rl" in args.rows) and "b1" not in order:
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--step-power", type=float, default=0.5,
                    help="B2/B3: a training sketch is cut at step t = 1..S with P(t) proportional to t^p (0: uniform)")
-    p.add_argument("--jobs", type=int, default=1, help="seeds run at once (each in its own threads)")
+    add_executor_args(p, "seeds run at once (each in its own threads)")
     p.add_argument("--runs", default="runs/benchmarks/baselines", help="run folders (checkpoints)")
     p.add_argument("--out", default=None, help="report folder (default benchmarks/results/baselines-<dataset>)")
     args = p.parse_args(argv)
@@ -206,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = runs_folder(args.runs, dataset, args.root)
     out = Path(args.out or f"benchmarks/results/baselines-{args.dataset}")
     t0 = time.perf_counter()
-    job = functools.partial(_seed_job, args, runs=runs)
-    rows = [r for seed_rows in run_jobs(job, args.seeds, args.jobs, processes=True) for r in seed_rows]
+    grid = [GridRun(key=f"s{seed}", folder=runs / f"s{seed}", fn=seed_run, kwargs={"args": args, "seed": seed},
+                    cpus=args.threads) for seed in args.seeds]
+    rows = [r for seed_rows in run_grid(grid, executor_options(args, processes=True)) for r in seed_rows]
     table = write_report(rows, args, out, time.perf_counter() - t0)
     print(table)
     print(f"wrote {out / 'README.md'}")

@@ -1,5 +1,5 @@
-"""What the benchmarks share: the 95 % interval of a multi-seed figure, running a grid of jobs, thread
-settings for the processes they start, the report (``README.md``) every benchmark writes beside its data, and
+"""What the benchmarks share: the 95 % interval of a multi-seed figure, thread settings for the processes they
+start, the report (``README.md``) every benchmark writes beside its data, and
 the runner of RL-run tables (train, evaluate, tabulate) that ``rl_methods`` and ``reward_schemes`` drive."""
 
 from __future__ import annotations
@@ -15,19 +15,19 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
+from benchmarks.executor import add_executor_args
 from sketch_env.cache import write_text
 from sketch_env.envs.registration import DATASET_ENV_IDS as ENV_IDS
 
-__all__ = ["ROOT", "mean_ci", "runs_folder", "thread_env", "run_jobs", "command_line", "write_readme", "COLUMNS",
-           "run_rl", "run_fast_group", "evaluate_run", "backend_label", "write_results", "add_run_args",
-           "parse_run_args"]
+__all__ = ["ROOT", "mean_ci", "runs_folder", "thread_env", "run_cwd", "command_line", "write_readme", "COLUMNS",
+           "rl_grid_run", "train_and_evaluate_rl", "fast_group_run", "train_fast_group", "evaluate_run",
+           "backend_label", "write_results", "add_run_args", "parse_run_args"]
 
 #: the columns of the RL tables
 COLUMNS = ("m@A", "m@B", "A@5", "A@10")
@@ -68,23 +68,6 @@ def thread_env(threads: int) -> dict[str, str]:
     pools sized alike (left to themselves, each takes every core and they spin against each other)."""
     n = str(int(threads))
     return dict(os.environ, OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n, NUMBA_NUM_THREADS=n)
-
-
-def run_jobs(fn: Callable[..., T], items: Iterable[Any], jobs: int = 1, processes: bool = False) -> list[T]:
-    """``[fn(item) for item in items]``, ``jobs`` at a time, in the items' order: in threads (that start and
-    wait on child processes), or with ``processes`` in worker processes (``fn`` and the items picklable; each
-    worker its own torch and BLAS threads)."""
-    items = list(items)
-    if jobs <= 1:
-        return [fn(item) for item in items]
-    if processes:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-            return list(pool.map(fn, items))
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(fn, items))
 
 
 # ------------------------------------------------------------------------ the report beside the data
@@ -136,31 +119,72 @@ def rl_train_command(args: argparse.Namespace, algo: str, env_id: str, env_kwarg
     return cmd
 
 
-def run_rl(args: argparse.Namespace, algo: str, seed: int, env_id: str, env_kwargs: list[str],
-            tag: str | None = None) -> dict:
-    """Train (or resume) then evaluate one run in its own processes; ``tag`` names its folder (default:
-    the method)."""
-    out = Path(args.runs) / args.dataset / backend_label(args) / f"{tag or algo}-s{seed}"
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = rl_train_command(args, algo, env_id, env_kwargs) + ["--seed", str(seed), "--out", str(out)]
-    t0 = time.perf_counter()
-    with open(out / "benchmark.log", "a") as f:
-        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=thread_env(args.threads), cwd=ROOT)
-    return evaluate_run(args, out, algo, seed, time.perf_counter() - t0, tag)
+def _backend_kwargs(env_kwargs: list[str], backend_file: Path | None) -> list[str]:
+    """``env_kwargs`` with the backend pointing at ``backend_file`` (a checkpoint's copy on a worker)."""
+    if backend_file is None:
+        return list(env_kwargs)
+    return [f"backend={backend_file}" if kv.startswith("backend=") else kv for kv in env_kwargs]
 
 
-def run_fast_group(args: argparse.Namespace, algo: str, env_id: str, env_kwargs: list[str]) -> list[dict]:
-    """Train every seed of ``algo`` side by side in one process with the fast trainer (agents.fast), then
-    evaluate each; a run's wall time is the group's (its agents trained together)."""
-    root = Path(args.runs) / args.dataset / backend_label(args) / "fast"
-    root.mkdir(parents=True, exist_ok=True)
-    cmd = rl_train_command(args, algo, env_id, env_kwargs) + ["--trainer", "fast", "--seeds",
-                                                            *map(str, args.seeds), "--out", str(root)]
+def run_cwd() -> Path | None:
+    """Where runs start their processes: the repository root when it is here (a Ray worker elsewhere may not
+    have it; the installed package serves there)."""
+    return ROOT if ROOT.is_dir() else None
+
+
+def train_and_evaluate_rl(folder: Path, args: argparse.Namespace, algo: str, seed: int, env_id: str,
+                          env_kwargs: list[str], tag: str | None = None, backend_file: Path | None = None) -> dict:
+    """One RL run in ``folder``: train (or resume) then evaluate, each in its own process."""
+    cmd = rl_train_command(args, algo, env_id, _backend_kwargs(env_kwargs, backend_file)) + [
+        "--seed", str(seed), "--out", str(folder)]
     t0 = time.perf_counter()
-    with open(root / f"{algo}-benchmark.log", "a") as f:
-        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=thread_env(args.threads), cwd=ROOT)
+    with open(folder / "benchmark.log", "a") as f:
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=thread_env(args.threads), cwd=run_cwd())
+    return evaluate_run(args, folder, algo, seed, time.perf_counter() - t0, tag)
+
+
+def _backend_input(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"backend_file": Input(path)}`` when the runs start from a checkpoint file (shipped to Ray workers)."""
+    from benchmarks.executor import Input
+
+    return {"backend_file": Input(args.backend)} if Path(args.backend).suffix == ".pt" else {}
+
+
+def rl_grid_run(args: argparse.Namespace, algo: str, seed: int, env_id: str, env_kwargs: list[str],
+                tag: str | None = None):
+    """The :class:`~benchmarks.executor.GridRun` of one RL run; ``tag`` names its folder (default: the method)."""
+    from benchmarks.executor import GridRun
+
+    name = f"{tag or algo}-s{seed}"
+    return GridRun(key=name, folder=Path(args.runs).resolve() / args.dataset / backend_label(args) / name,
+                   fn=train_and_evaluate_rl, cpus=args.threads,
+                   kwargs=dict(args=args, algo=algo, seed=seed, env_id=env_id, env_kwargs=env_kwargs, tag=tag,
+                               **_backend_input(args)))
+
+
+def train_fast_group(folder: Path, args: argparse.Namespace, algo: str, env_id: str, env_kwargs: list[str],
+                     backend_file: Path | None = None) -> list[dict]:
+    """Every seed of ``algo`` trained side by side in one process with the fast trainer (agents.fast), in
+    ``folder/<algo>-s<seed>``, then each evaluated; a run's wall time is the group's (its agents trained
+    together)."""
+    cmd = rl_train_command(args, algo, env_id, _backend_kwargs(env_kwargs, backend_file)) + [
+        "--trainer", "fast", "--seeds", *map(str, args.seeds), "--out", str(folder)]
+    t0 = time.perf_counter()
+    with open(folder / f"{algo}-benchmark.log", "a") as f:
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=thread_env(args.threads), cwd=run_cwd())
     train_s = time.perf_counter() - t0
-    return [evaluate_run(args, root / f"{algo}-s{seed}", algo, seed, train_s) for seed in args.seeds]
+    return [evaluate_run(args, folder / f"{algo}-s{seed}", algo, seed, train_s) for seed in args.seeds]
+
+
+def fast_group_run(args: argparse.Namespace, algo: str, env_id: str, env_kwargs: list[str]):
+    """The :class:`~benchmarks.executor.GridRun` of one method's seeds on the fast trainer."""
+    from benchmarks.executor import GridRun
+
+    seeds = "-".join(map(str, args.seeds))
+    return GridRun(key=f"fast-{algo}-s{seeds}",
+                   folder=Path(args.runs).resolve() / args.dataset / backend_label(args) / "fast" / f"{algo}-s{seeds}",
+                   fn=train_fast_group, cpus=args.threads,
+                   kwargs=dict(args=args, algo=algo, env_id=env_id, env_kwargs=env_kwargs, **_backend_input(args)))
 
 
 def evaluate_run(args: argparse.Namespace, out: Path, algo: str, seed: int, train_s: float,
@@ -168,7 +192,7 @@ def evaluate_run(args: argparse.Namespace, out: Path, algo: str, seed: int, trai
     """``sketch-env evaluate`` of a run's ``best.zip`` on the test split, with its history and curves."""
     res = subprocess.run([sys.executable, "-m", "agents.cli", "evaluate", "--model", str(out / "best.zip"),
                           "--json", "--out", str(out / "eval-test")], check=True, capture_output=True, text=True,
-                         env=thread_env(args.threads), cwd=ROOT)
+                         env=thread_env(args.threads), cwd=run_cwd())
     rows = json.loads(res.stdout.strip().splitlines()[-1])
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines() if line.strip()]
     curves = {}
@@ -285,7 +309,7 @@ def add_run_args(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--timesteps", type=int, default=None, help="env steps per run (default: the YAML's)")
     p.add_argument("--eval-every", type=int, default=100_000)
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="hyper-parameter override")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (independent processes)")
+    add_executor_args(p, "runs in parallel (independent processes)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
     p.add_argument("--runs", default=f"runs/benchmarks/{name}")
     p.add_argument("--out", default=f"benchmarks/results/{name}")

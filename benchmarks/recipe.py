@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import os
 import sys
 import time
@@ -30,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.baselines import score_backend, train_row
-from benchmarks.common import command_line, mean_ci, run_jobs, runs_folder, thread_env, write_readme
+from benchmarks.common import command_line, mean_ci, runs_folder, thread_env, write_readme
+from benchmarks.executor import GridRun, add_executor_args, executor_options, run_grid
 
 __all__ = ["VARIANTS", "main"]
 
@@ -78,11 +78,14 @@ def _merge(overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _job(args: argparse.Namespace, item: tuple[str, int], runs: Path) -> list[dict]:  # a worker's job
+def _folder(variant: str, seed: int) -> str:
+    return "b1-" + "".join(c if c.isalnum() else "-" for c in variant.lower()).strip("-") + f"-s{seed}"
+
+
+def variant_run(folder: Path, args: argparse.Namespace, variant: str, seed: int) -> list[dict]:  # a grid run
+    """Train (or resume) one row's B1 in ``folder`` and score it."""
     os.environ.update(thread_env(args.threads))
-    variant, seed = item
-    folder = "b1-" + "".join(c if c.isalnum() else "-" for c in variant.lower()).strip("-")
-    trained = train_row(args, "b1", seed, runs, folder=folder, overrides=_merge(VARIANTS[variant]))
+    trained = train_row(args, "b1", seed, folder.parent, overrides=_merge(VARIANTS[variant]), out=folder)
     return [r | {"variant": variant} for r in score_backend(args, variant, seed, trained)][:1]
 
 
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gradient-steps", type=int, default=None, help="default rows' length (the library's)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--jobs", type=int, default=1, help="runs at once (each in its own threads)")
+    add_executor_args(p)
     p.add_argument("--runs", default="runs/benchmarks/recipe", help="run folders (checkpoints)")
     p.add_argument("--out", default=None, help="report folder (default benchmarks/results/recipe-<dataset>)")
     args = p.parse_args(argv)
@@ -148,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     runs = runs_folder(args.runs, dataset, args.root)
     out = Path(args.out or f"benchmarks/results/recipe-{args.dataset}")
     t0 = time.perf_counter()
-    items = [(v, s) for s in args.seeds for v in variants]
-    rows = [r for item_rows in run_jobs(functools.partial(_job, args, runs=runs), items, args.jobs, processes=True)
-            for r in item_rows]
+    grid = [GridRun(key=_folder(v, s), folder=runs / _folder(v, s), fn=variant_run,
+                    kwargs={"args": args, "variant": v, "seed": s}, cpus=args.threads)
+            for s in args.seeds for v in variants]
+    rows = [r for item_rows in run_grid(grid, executor_options(args, processes=True)) for r in item_rows]
     table = write_report(rows, args, out, time.perf_counter() - t0)
     print(table)
     print(f"wrote {out / 'README.md'}")

@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks.common import add_run_args, backend_label, parse_run_args, run_jobs, run_rl, write_results
+from benchmarks.common import add_run_args, backend_label, parse_run_args, rl_grid_run, write_results
+from benchmarks.executor import executor_options, run_grid
 from sketch_env.envs.rewards import REWARD_SCHEMES
 
 LABELS = {"paper": "1/rank + Kendall-tau term (paper)", "inverse_rank": "1/rank", "inverse_sqrt_rank": "1/sqrt(rank)",
@@ -31,10 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     add_run_args(p, "reward_schemes")
     args, env_id, base = parse_run_args(p, argv)
 
-    jobs = [(scheme, seed) for scheme in args.schemes for seed in args.seeds]
-    results = run_jobs(
-        lambda j: run_rl(args, args.algo, j[1], env_id, base + [f"reward={j[0]}"], tag=f"{args.algo}-{j[0]}"),
-        jobs, args.jobs)
+    grid = [rl_grid_run(args, args.algo, seed, env_id, base + [f"reward={scheme}"], tag=f"{args.algo}-{scheme}")
+            for scheme in args.schemes for seed in args.seeds]
+    results = run_grid(grid, executor_options(args))
     groups = {s: (f"{LABELS[s]} (`{s}`)", [r for r in results if r["tag"] == f"{args.algo}-{s}"]) for s in args.schemes}
     cmd = "python -m benchmarks.reward_schemes " + " ".join(argv if argv is not None else sys.argv[1:])
     write_results(groups, results, args, cmd, "reward_schemes",

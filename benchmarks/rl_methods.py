@@ -7,7 +7,8 @@ frozen backend they start from.
 
 Each run is its own process (``sketch-env train`` then ``sketch-env evaluate --json``) in its own run folder,
 so ``--jobs N`` runs N at once and a killed benchmark resumes its runs where they stopped (a finished run
-is only evaluated again). The test split is used for the reported figures only; each run keeps the
+is read back from its folder). ``--executor ray --address auto`` runs each one as a Ray task on a cluster
+(:mod:`benchmarks.executor`). The test split is used for the reported figures only; each run keeps the
 checkpoint with the best validation m@B. Writes ``rl_methods.md``, ``rl_methods.csv`` and ``curves.png``
 (mean curve per method) to ``--out`` and prints the table with each run's wall time.
 """
@@ -17,15 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks.common import (
-    add_run_args,
-    backend_label,
-    parse_run_args,
-    run_fast_group,
-    run_jobs,
-    run_rl,
-    write_results,
-)
+from benchmarks.common import add_run_args, backend_label, fast_group_run, parse_run_args, rl_grid_run, write_results
+from benchmarks.executor import executor_options, run_grid
 
 METHODS = ["vpg", "ppo-a-clip", "ppo-ac-clip", "ppo-a-kl", "ppo-ac-kl", "trpo"]
 LABELS = {"vpg": "vanilla policy gradient", "ppo-a-clip": "PPO actor-only, clipping (final)",
@@ -45,11 +39,11 @@ def main(argv: list[str] | None = None) -> int:
         unsupported = [m for m in args.methods if m not in FAST_METHODS]
         if unsupported:
             p.error(f"--trainer fast runs {FAST_METHODS}; run {unsupported} with --trainer sb3")
-        groups_out = run_jobs(lambda algo: run_fast_group(args, algo, env_id, env_kwargs), args.methods, args.jobs)
-        results = [r for g in groups_out for r in g]
+        grid = [fast_group_run(args, algo, env_id, env_kwargs) for algo in args.methods]
+        results = [r for g in run_grid(grid, executor_options(args)) for r in g]
     else:
-        jobs = [(algo, seed) for algo in args.methods for seed in args.seeds]
-        results = run_jobs(lambda j: run_rl(args, j[0], j[1], env_id, env_kwargs), jobs, args.jobs)
+        grid = [rl_grid_run(args, algo, seed, env_id, env_kwargs) for algo in args.methods for seed in args.seeds]
+        results = run_grid(grid, executor_options(args))
 
     groups = {algo: (f"{LABELS[algo]} (`{algo}`)", [r for r in results if r["algo"] == algo]) for algo in args.methods}
     cmd = "python -m benchmarks.rl_methods " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -82,30 +82,39 @@ def _sketcher_config(args: argparse.Namespace, seed: int, rname: str) -> Sketche
                                label=f"sketcher ({rname}) s{seed}")
 
 
-def _train_job(args: argparse.Namespace, seed: int, rname: str) -> Path:
-    """A worker process's job: the retriever is rebuilt here (an SB3 model does not travel between processes)."""
-    torch.set_num_threads(1)
+def sketcher_run(folder: Path, args: argparse.Namespace, seed: int, rname: str, backend: Path,
+                 rl_model: Path | None = None) -> str:
+    """One grid run: the sketcher of (retriever ``rname``, ``seed``) trained in ``folder``; the retriever is
+    rebuilt here (an SB3 model does not travel between processes). ``backend`` and ``rl_model`` are this
+    machine's copies of the checkpoints. Returns the best model's path in the folder."""
+    from dataclasses import replace
+
+    if args.jobs > 1:
+        torch.set_num_threads(1)
+    args = argparse.Namespace(**{**vars(args), "backend": str(backend),
+                                 "rl_model": None if rl_model is None else str(rl_model)})
     retriever = None
     if rname == "RL":
         from agents.io import load_agent
 
         retriever = policy_retriever(load_agent(args.rl_model, device="cpu"))
-    return train_sketcher(_sketcher_config(args, seed, rname), _train_games(args), retriever)
+    best = train_sketcher(replace(_sketcher_config(args, seed, rname), out=str(folder)), _train_games(args), retriever)
+    return Path(best).resolve().relative_to(folder.resolve()).as_posix()
 
 
 def train_all(args: argparse.Namespace, retrievers: dict) -> dict[tuple[str, str], Path]:
-    """Every (retriever, seed) sketcher, ``--jobs`` of them at a time in worker processes."""
-    jobs = [(rname, seed) for rname in retrievers for seed in args.seeds]
-    if args.jobs <= 1:
-        return {(r, s): train_sketcher(_sketcher_config(args, s, r), _train_games(args), retrievers[r])
-                for r, s in jobs}
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    """Every (retriever, seed) sketcher, a grid run each (``--jobs`` at a time in worker processes, or on Ray)."""
+    from benchmarks.executor import GridRun, Input, executor_options, run_grid
 
-    quiet = argparse.Namespace(**{**vars(args), "no_progress": True})  # bars from several workers would interleave
-    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = {(r, s): pool.submit(_train_job, quiet, s, r) for r, s in jobs}
-        return {key: f.result() for key, f in futures.items()}
+    quiet = argparse.Namespace(**{**vars(args), "no_progress": args.no_progress or args.jobs > 1})  # bars interleave
+    inputs = {"backend": Input(str(Path(args.backend).resolve()))}
+    if args.rl_model:
+        inputs["rl_model"] = Input(str(Path(args.rl_model).resolve()))
+    grid = [GridRun(key=f"{r}-s{s}", folder=Path(_sketcher_config(args, s, r).out).resolve(), fn=sketcher_run,
+                    kwargs={"args": quiet, "seed": s, "rname": r, **inputs})
+            for r in retrievers for s in args.seeds]
+    names = run_grid(grid, executor_options(args, processes=True))
+    return {(run.kwargs["rname"], run.kwargs["seed"]): run.folder / name for run, name in zip(grid, names)}
 
 
 def score(game: StrokeOrderParallelEnv, chooser, retriever, sketches: np.ndarray, desc: str | None = None
@@ -136,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--timesteps", type=int, default=100_000, help="sketcher training steps per seed")
     p.add_argument("--n-envs", type=int, default=8)
-    p.add_argument("--jobs", type=int, default=1, help="sketchers trained at once (worker processes, 1 thread each)")
+    from benchmarks.executor import add_executor_args
+
+    add_executor_args(p, "sketchers trained at once (worker processes, 1 thread each)")
     p.add_argument("--policy", default="strokes", choices=SKETCHER_POLICIES,
                    help="the sketcher's policy: a stroke-scoring head shared by every stroke slot, or a flat MLP")
     p.add_argument("--reward", default="top5", help="the game's reward scheme for the sketcher's training")

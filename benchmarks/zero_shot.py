@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import command_line, mean_ci, write_readme
+from benchmarks.executor import GridRun, add_executor_args, executor_options, run_grid
 from embeddings.base import l2_normalise, load_backend
 from embeddings.train import TrainConfig, train_backend
 from embeddings.zero_shot import (
@@ -182,6 +183,15 @@ def _perfect(q_labels: np.ndarray, g_labels: np.ndarray, k: int) -> dict[str, fl
         "queries": len(q_labels),
         "gallery_size": len(g_labels),
     }
+
+
+def seed_run(folder: Path, args: argparse.Namespace, seed: int) -> tuple[dict, dict, dict | None]:  # a grid run
+    """One seed's rows, curves and CVAE retrieval cost (None when not measured), its runs in ``folder``."""
+    torch.set_num_threads(args.threads)
+    dataset = make_dataset(args.dataset, root=args.root, scheme="category")
+    timing: dict = {}
+    rows, curves = _seed_rows(args, dataset, folder, seed, timing)
+    return rows, curves, timing.get(seed)
 
 
 def _seed_rows(args, dataset, runs: Path, seed: int, timing: dict) -> tuple[dict, dict]:
@@ -381,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         "its heads and generative models go to a run folder of their own",
     )
     p.add_argument("--runs", default="runs/benchmarks/zero_shot", help="run folders (checkpoints)")
+    add_executor_args(p, "seeds at once (worker processes)")
     p.add_argument("--out", default="benchmarks/results/zero_shot")
     p.add_argument("--progress", action="store_true", help="show progress bars")
     args = p.parse_args(argv)
@@ -400,8 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"{args.dataset} category split: test categories {sorted({r.category for r in dataset.photos('test')})}")
 
     per_seed, curves, timing = {}, {}, {}
-    for seed in args.seeds:
-        per_seed[seed], seed_curves = _seed_rows(args, dataset, runs, seed, timing)
+    grid = [GridRun(key=f"s{seed}", folder=runs.resolve() / f"s{seed}", fn=seed_run, cpus=args.threads,
+                    kwargs={"args": args, "seed": seed}) for seed in args.seeds]
+    for seed, (rows, seed_curves, cost) in zip(args.seeds, run_grid(grid, executor_options(args, processes=True))):
+        per_seed[seed] = rows
+        if cost is not None:
+            timing[seed] = cost
         for name, curve in seed_curves.items():
             curves.setdefault(name, []).append(curve)
     elapsed = time.perf_counter() - start

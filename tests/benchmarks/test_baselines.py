@@ -30,6 +30,6 @@ def test_main_table_over_seeds_writes_its_report_and_reuses_its_runs(tmp_path):
     n = len(make_dataset("synthetic").sketches("test"))
     assert len(episodes) == 6 * n
     assert all(1 <= int(e["rank_complete"]) <= int(e["gallery_size"]) for e in episodes)
-    b1 = tmp_path / "runs" / "synthetic-instance" / "b1-s0" / "backend.pt"
+    b1 = tmp_path / "runs" / "synthetic-instance" / "s0" / "b1-s0" / "backend.pt"  # in the seed's grid run folder
     stamp = b1.stat().st_mtime_ns
     assert main(argv) == 0 and b1.stat().st_mtime_ns == stamp  # finished runs are reused, not retrained

@@ -30,7 +30,7 @@ def test_zero_shot_benchmark_with_a_given_backbone(tmp_path, monkeypatch, backbo
     assert f"backbone: `{template}`" in table and "| CVAE |" in table and "Generation ceiling" in table
     folders = [p.name for p in (tmp_path / "runs").iterdir()]
     assert len(folders) == 1 and folders[0].startswith("synthetic-category-backbone-")
-    assert load_backend(tmp_path / "runs" / folders[0] / "cvae-s0" / "backend.pt").config["backbone_fingerprint"] == (
-        load_backend(backbone).fingerprint())
+    cvae = load_backend(tmp_path / "runs" / folders[0] / "s0" / "cvae-s0" / "backend.pt")
+    assert cvae.config["backbone_fingerprint"] == load_backend(backbone).fingerprint()
     with pytest.raises(SystemExit, match="split scheme 'instance'"):
         main([*args, "--backbone", str(backbone_path)])
