@@ -24,33 +24,36 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import ROOT, command_line, mean_ci, runs_folder, write_readme
+from benchmarks.common import ROOT, command_line, mean_ci, run_cwd, runs_folder, write_readme
+from benchmarks.executor import GridRun, add_executor_args, executor_options, run_grid
 
 __all__ = ["main"]
 
 COLUMNS = ("A@1", "A@5", "A@10", "m@A", "m@B")
 
 
-def _run(args: argparse.Namespace, seed: int, repeat: int, runs: Path) -> dict:
-    """One ``sketch-env run`` in a fresh cache and data folder (removed afterwards); its summary."""
+def main_job_run(folder: Path, args: argparse.Namespace, seed: int, repeat: int) -> dict:  # a grid run
+    """One ``sketch-env run`` in ``folder``, in a fresh cache and data folder of its own, timed whole."""
+    import tempfile
+
     from sketch_env.cache import read_json, write_json
 
-    folder = runs / f"s{seed}-r{repeat}"
+    for child in list(folder.iterdir()):  # an unfinished run starts over: its time must be whole
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    with tempfile.TemporaryDirectory(prefix="sketch-env-main-job-") as work:
+        env = dict(os.environ, SKETCH_ENV_CACHE=str(Path(work) / "cache"), SKETCH_ENV_DATA=str(Path(work) / "data"))
+        cmd = [sys.executable, "-m", "agents.cli", "run", "--dataset", args.dataset, "--seed", str(seed),
+               "--out", str(folder), *(["--root", str(Path(args.root).resolve())] if args.root else []),
+               *args.extra]
+        print(f"[main_job] {' '.join(cmd[3:])}", flush=True)
+        t0 = time.perf_counter()
+        with open(Path(work) / "main_job.log", "w") as log:
+            code = subprocess.run(cmd, env=env, cwd=run_cwd(), stdout=log, stderr=subprocess.STDOUT).returncode
+        wall = time.perf_counter() - t0
+        shutil.copy(Path(work) / "main_job.log", folder / "main_job.log")
+    if code:
+        raise subprocess.CalledProcessError(code, cmd)
     summary = folder / "summary.json"
-    if summary.exists():  # finished before: reused
-        return read_json(summary)
-    work = runs / f".scratch-s{seed}-r{repeat}"
-    shutil.rmtree(work, ignore_errors=True)
-    env = dict(os.environ, SKETCH_ENV_CACHE=str(work / "cache"), SKETCH_ENV_DATA=str(work / "data"))
-    shutil.rmtree(folder, ignore_errors=True)  # an unfinished run starts over: its time must be whole
-    cmd = [sys.executable, "-m", "agents.cli", "run", "--dataset", args.dataset, "--seed", str(seed),
-           "--out", str(folder), *(["--root", str(Path(args.root).resolve())] if args.root else []), *args.extra]
-    print(f"[main_job] {' '.join(cmd[3:])}", flush=True)
-    t0 = time.perf_counter()
-    with open(runs / f"s{seed}-r{repeat}.log", "w") as log:
-        subprocess.run(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
-    wall = time.perf_counter() - t0
-    shutil.rmtree(work, ignore_errors=True)
     result = read_json(summary)
     result["minutes"]["wall"] = round(wall / 60, 2)
     write_json(summary, result)
@@ -118,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="runs of each seed")
     p.add_argument("--runs", default="runs/benchmarks/main_job", help="run folders")
     p.add_argument("--out", default=None, help="report folder (default benchmarks/results/main_job-<dataset>)")
+    add_executor_args(p, "runs at once (their minutes are then not the machine's alone)")
     p.add_argument("extra", nargs="*", help="after --: more arguments of `sketch-env run`")
     args = p.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
@@ -127,7 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     runs.mkdir(parents=True, exist_ok=True)
     out = Path(args.out or f"benchmarks/results/main_job-{args.dataset}")
     t0 = time.perf_counter()
-    results = [_run(args, seed, k, runs) | {"repeat": k} for seed in args.seeds for k in range(args.repeats)]
+    grid = [GridRun(key=f"s{seed}-r{k}", folder=runs / f"s{seed}-r{k}", fn=main_job_run,
+                    kwargs={"args": args, "seed": seed, "repeat": k}, cpus=os.cpu_count() or 1,
+                    ignore=("args.repeats",))
+            for seed in args.seeds for k in range(args.repeats)]
+    results = [r | {"repeat": run.kwargs["repeat"]} for run, r in zip(grid, run_grid(grid, executor_options(args)))]
     table = write_report(results, args, out, time.perf_counter() - t0)
     print(table)
     print(f"wrote {out / 'README.md'}")

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import command_line, mean_ci, write_readme
+from benchmarks.executor import GridRun, add_executor_args, executor_options, run_grid
 from embeddings.base import l2_normalise
 from embeddings.cvae import FeatureCVAE, layer_sizes, unit_rms
 from embeddings.meta_train import split_rasters
@@ -132,6 +133,14 @@ def seed_rows(train: dict, test: dict, seed: int, epochs: int) -> dict[str, dict
     return results
 
 
+def pixel_seed_run(folder: Path, args: argparse.Namespace, seed: int) -> dict[str, dict[str, float]]:  # a grid run
+    """One seed's rows, the pixel features made here from the dataset (no checkpoint: nothing to resume)."""
+    torch.set_num_threads(args.threads)
+    dataset = make_dataset(args.dataset, root=args.root, scheme="category")
+    train, test = split_pixels(dataset, "train", args.size), split_pixels(dataset, "test", args.size)
+    return seed_rows(train, test, seed, args.epochs)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="kanji", help="a dataset with a category split scheme")
@@ -141,14 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="benchmarks/results/zero_shot_pixels")
+    p.add_argument("--runs", default="runs/benchmarks/zero_shot_pixels", help="one folder per seed (its result)")
+    add_executor_args(p, "seeds at once (worker processes)")
     args = p.parse_args(argv)
     if args.size < 2:
         p.error(f"--size must be >= 2, got {args.size}")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     dataset = make_dataset(args.dataset, root=args.root, scheme="category")
-    train, test = split_pixels(dataset, "train", args.size), split_pixels(dataset, "test", args.size)
-    per_seed = {s: seed_rows(train, test, s, args.epochs) for s in args.seeds}
+    grid = [GridRun(key=f"s{s}", folder=Path(args.runs).resolve() / f"{args.dataset}-{args.size}px" / f"s{s}",
+                    fn=pixel_seed_run, kwargs={"args": args, "seed": s}, cpus=args.threads) for s in args.seeds]
+    per_seed = dict(zip(args.seeds, run_grid(grid, executor_options(args, processes=True))))
     lines = ["| method | P@200 | mAP@200 (ZS-SBIR) | train (s) |", "| --- | ---: | ---: | ---: |"]
     for name, label in ROWS.items():
         cells = []
@@ -157,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{mean:.0f}" if c == "train_s" else f"{mean:.3f} ± {half:.3f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     command = command_line("zero_shot_pixels", argv)
-    body = (f"{len(test['sketch'])} complete test sketches against all {len(test['photo'])} photos of the unseen "
+    body = (f"{len(dataset.sketches('test'))} complete test sketches against all {len(dataset.photos('test'))} photos "
+            "of the unseen "
             f"categories; features: {args.size} x {args.size} pixels (F = {args.size ** 2}), untrained.\n\n"
             + "\n".join(lines) + "\n")
     text = (f"`{command}` ({platform.machine()}, CPU, {args.threads} torch thread(s), {os.cpu_count()} CPUs; seeds "
