@@ -267,16 +267,18 @@ def _unpack(blob: bytes, dest: Path) -> None:
 
 
 def _task(fn: Callable[..., Any], kwargs: dict[str, Any], folder_blob: bytes,
-          inputs: dict[str, tuple[bool, bytes]], key: str, config: dict[str, Any]) -> tuple[Any, bytes]:
-    """A Ray task: unpack the run folder and the inputs (``name -> (is a file, packed)``) on this worker, run
-    ``fn`` there, pack the folder again."""
+          inputs: dict[str, tuple[bool, Any]], key: str, config: dict[str, Any]) -> tuple[Any, bytes]:
+    """A Ray task: unpack the run folder and the inputs (``name -> (is a file, the packed file's object
+    reference)``) on this worker, run ``fn`` there, pack the folder again."""
     with tempfile.TemporaryDirectory(prefix="sketch-env-grid-") as tmp:
         work = Path(tmp) / "run"
         _unpack(folder_blob, work)
         given = {}
-        for name, (is_file, blob) in inputs.items():
+        for name, (is_file, ref) in inputs.items():
+            import ray
+
             dest = Path(tmp) / "inputs" / name
-            _unpack(blob, dest)
+            _unpack(ray.get(ref), dest)  # a reference inside an argument is not resolved by Ray itself
             given[name] = dest / Path(kwargs[name].path).name if is_file else dest
         result = fn(work, **{k: given.get(k, v) for k, v in kwargs.items()})
         _store(work, key, config, result)
@@ -318,10 +320,12 @@ def _ray_init(opts: ExecutorOptions):
 def _run_ray(runs: list[GridRun], opts: ExecutorOptions, progress: Callable[[str], None]) -> list[Any]:
     ray = _ray_init(opts)
     task = ray.remote(_task)
-    pending = {}
+    pending, packed = {}, {}
     for i, r in enumerate(runs):
-        inputs = {k: (Path(v.path).is_file(), _pack(Path(v.path))) for k, v in r.kwargs.items()
-                  if isinstance(v, Input)}
+        for v in r.kwargs.values():  # each file once in the object store, however many runs read it
+            if isinstance(v, Input) and v.path not in packed:
+                packed[v.path] = ray.put(_pack(Path(v.path)))
+        inputs = {k: (Path(v.path).is_file(), packed[v.path]) for k, v in r.kwargs.items() if isinstance(v, Input)}
         ref = task.options(num_cpus=r.cpus, num_gpus=r.gpus, max_retries=opts.retries, retry_exceptions=False,
                            name=r.key).remote(r.fn, r.kwargs, ray.put(_pack(r.folder)), inputs, r.key,
                                                   r.config())
