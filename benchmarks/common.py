@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from benchmarks.executor import add_executor_args
+from benchmarks.executor import GridRun, Input, add_executor_args
 from sketch_env.cache import write_text
 from sketch_env.envs.registration import DATASET_ENV_IDS as ENV_IDS
 
@@ -145,16 +145,12 @@ def train_and_evaluate_rl(folder: Path, args: argparse.Namespace, algo: str, see
 
 def _backend_input(args: argparse.Namespace) -> dict[str, Any]:
     """``{"backend_file": Input(path)}`` when the runs start from a checkpoint file (shipped to Ray workers)."""
-    from benchmarks.executor import Input
-
     return {"backend_file": Input(args.backend)} if Path(args.backend).suffix == ".pt" else {}
 
 
 def rl_grid_run(args: argparse.Namespace, algo: str, seed: int, env_id: str, env_kwargs: list[str],
-                tag: str | None = None):
+                tag: str | None = None) -> GridRun:
     """The :class:`~benchmarks.executor.GridRun` of one RL run; ``tag`` names its folder (default: the method)."""
-    from benchmarks.executor import GridRun
-
     name = f"{tag or algo}-s{seed}"
     return GridRun(key=name, folder=Path(args.runs).resolve() / args.dataset / backend_label(args) / name,
                    fn=train_and_evaluate_rl, cpus=args.threads,
@@ -176,10 +172,8 @@ def train_fast_group(folder: Path, args: argparse.Namespace, algo: str, env_id: 
     return [evaluate_run(args, folder / f"{algo}-s{seed}", algo, seed, train_s) for seed in args.seeds]
 
 
-def fast_group_run(args: argparse.Namespace, algo: str, env_id: str, env_kwargs: list[str]):
+def fast_group_run(args: argparse.Namespace, algo: str, env_id: str, env_kwargs: list[str]) -> GridRun:
     """The :class:`~benchmarks.executor.GridRun` of one method's seeds on the fast trainer."""
-    from benchmarks.executor import GridRun
-
     seeds = "-".join(map(str, args.seeds))
     return GridRun(key=f"fast-{algo}-s{seeds}",
                    folder=Path(args.runs).resolve() / args.dataset / backend_label(args) / "fast" / f"{algo}-s{seeds}",
