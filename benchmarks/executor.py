@@ -85,9 +85,10 @@ class GridRun:
         """What defines the run's result: ``fn`` and ``kwargs`` as plain JSON (an ``argparse.Namespace`` as its
         fields), less how the grid is run (:data:`NOT_CONFIG`) and ``ignore``."""
         from sketch_env.backend import flatten_mapping
+        from sketch_env.runs import plain
 
         fn = f"{self.fn.__module__}.{self.fn.__qualname__}"
-        flat = flatten_mapping(_plain_config({"fn": fn, "kwargs": self.kwargs}))
+        flat = flatten_mapping(plain({"fn": fn, "kwargs": self.kwargs}, default=_config_value))
         skip = {f"kwargs.{k}" for k in (*NOT_CONFIG, *self.ignore)}
         return {k: v for k, v in flat.items() if not any(k == s or k.startswith(s + ".") for s in skip)}
 
@@ -98,17 +99,12 @@ NOT_CONFIG = tuple(f"args.{k}" for k in ("jobs", "executor", "address", "retries
                                          "no_progress", "progress", "seeds", "methods", "schemes", "variants"))
 
 
-def _plain_config(value: Any) -> Any:
+def _config_value(value: Any) -> Any:
+    """What JSON cannot hold, in a run's configuration: a Namespace as its fields, an Input as its path."""
     if isinstance(value, argparse.Namespace):
-        return _plain_config(vars(value))
+        return vars(value)
     if isinstance(value, Input):
         return value.path
-    if isinstance(value, dict):
-        return {str(k): _plain_config(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain_config(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
     return str(value)
 
 
@@ -270,13 +266,13 @@ def _task(fn: Callable[..., Any], kwargs: dict[str, Any], folder_blob: bytes,
           inputs: dict[str, tuple[bool, Any]], key: str, config: dict[str, Any]) -> tuple[Any, bytes]:
     """A Ray task: unpack the run folder and the inputs (``name -> (is a file, the packed file's object
     reference)``) on this worker, run ``fn`` there, pack the folder again."""
+    import ray
+
     with tempfile.TemporaryDirectory(prefix="sketch-env-grid-") as tmp:
         work = Path(tmp) / "run"
         _unpack(folder_blob, work)
         given = {}
         for name, (is_file, ref) in inputs.items():
-            import ray
-
             dest = Path(tmp) / "inputs" / name
             _unpack(ray.get(ref), dest)  # a reference inside an argument is not resolved by Ray itself
             given[name] = dest / Path(kwargs[name].path).name if is_file else dest

@@ -151,9 +151,10 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return removed
 
 
-def plain(obj: Any) -> Any:
-    """``obj`` as plain JSON data (what a run folder records; paths and other objects as strings)."""
-    return json.loads(json.dumps(obj, default=str))
+def plain(obj: Any, default: Callable[[Any], Any] = str) -> Any:
+    """``obj`` as plain JSON data (what a run folder records): what JSON cannot hold goes through ``default``
+    (by default its string: paths and other objects)."""
+    return json.loads(json.dumps(obj, default=default))
 
 
 def check_resume(where: str | Path, saved: Mapping[str, Any] | None, current: Mapping[str, Any],
