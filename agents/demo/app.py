@@ -83,7 +83,7 @@ def make_app(demo: RetrievalDemo):
             res = await run_in_threadpool(demo.rank, msg.get("strokes"), msg.get("width"), msg.get("height"),
                                           msg.get("target"))
             res["timing_ms"]["server"] = round((time.perf_counter() - t0) * 1000, 3)
-        except (DemoInputError, ArgumentError) as exc:
+        except ArgumentError as exc:  # DemoInputError among them
             return error(str(exc))
         return JSONResponse(res)
 
