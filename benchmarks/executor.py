@@ -33,6 +33,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 import time
@@ -47,7 +48,7 @@ from sketch_env.cache import write_text
 from sketch_env.errors import DataFormatError
 
 __all__ = ["EXECUTORS", "GridRun", "Input", "ExecutorOptions", "add_executor_args", "executor_options",
-           "run_grid", "read_result", "RESULT_FILE", "MAX_RESULT_BYTES"]
+           "run_grid", "read_result", "function_name", "RESULT_FILE", "MAX_RESULT_BYTES"]
 
 EXECUTORS = ("local", "ray")
 RESULT_FILE = "grid-result.json"
@@ -87,8 +88,7 @@ class GridRun:
         from sketch_env.backend import flatten_mapping
         from sketch_env.runs import plain
 
-        fn = f"{self.fn.__module__}.{self.fn.__qualname__}"
-        flat = flatten_mapping(plain({"fn": fn, "kwargs": self.kwargs}, default=_config_value))
+        flat = flatten_mapping(plain({"fn": function_name(self.fn), "kwargs": self.kwargs}, default=_config_value))
         skip = {f"kwargs.{k}" for k in (*NOT_CONFIG, *self.ignore)}
         return {k: v for k, v in flat.items() if not any(k == s or k.startswith(s + ".") for s in skip)}
 
@@ -97,6 +97,20 @@ class GridRun:
 #: executor's options, threads, folders, progress output, and which runs make up the grid
 NOT_CONFIG = tuple(f"args.{k}" for k in ("jobs", "executor", "address", "retries", "threads", "argv", "out", "runs",
                                          "no_progress", "progress", "seeds", "methods", "schemes", "variants"))
+
+
+_SCRIPT_MODULES = ("__main__", "__mp_main__")  # a script's module in the driver, and in a spawned worker
+
+
+def function_name(fn: Callable[..., Any]) -> str:
+    """``module.qualname`` of ``fn``, the module by its import name even when it runs as the script
+    (``python -m benchmarks.recipe`` makes it ``__main__`` in the driver and ``__mp_main__`` in a spawned
+    worker: the same run must have one name wherever its configuration is computed)."""
+    module = fn.__module__
+    if module in _SCRIPT_MODULES:
+        spec = getattr(sys.modules.get(module), "__spec__", None)
+        module = spec.name if spec is not None and spec.name else module
+    return f"{module}.{fn.__qualname__}"
 
 
 def _config_value(value: Any) -> Any:
@@ -195,6 +209,10 @@ def read_result(folder: str | Path, key: str, config: dict[str, Any] | None = No
     except (ValueError, KeyError, TypeError) as exc:
         raise DataFormatError(path, f"not a stored grid result ({type(exc).__name__}: {exc})") from None
     if config is not None:
+        if stored is not None and str(stored.get("fn", "")).split(".", 1)[0] in _SCRIPT_MODULES:
+            # stored before function_name: the script's module under its run-time name
+            if str(config.get("fn", "")).rsplit(".", 1)[-1] == str(stored["fn"]).rsplit(".", 1)[-1]:
+                stored = stored | {"fn": config["fn"]}
         check_resume(Path(folder), stored, config)
     return True, result
 

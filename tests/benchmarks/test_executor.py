@@ -22,6 +22,7 @@ from benchmarks.executor import (
     run_grid,
 )
 from sketch_env.errors import DataFormatError
+from sketch_env.runs import RunConfigError
 
 # -- runs (module-level: Ray sends them to its workers by reference) -------------------------------------------
 
@@ -71,6 +72,55 @@ def test_a_restarted_grid_skips_finished_runs_and_redoes_unfinished_ones(tmp_pat
     assert [r["square"] for r in results] == [1, 4, 9]
     calls = {x: int((tmp_path / f"x{x}" / "calls.txt").read_text()) for x in (1, 2, 3)}
     assert calls == {1: 1, 2: 2, 3: 1}
+
+
+GRID_SCRIPT = """
+import sys
+from pathlib import Path
+
+from benchmarks.executor import ExecutorOptions, GridRun, run_grid
+
+
+def count_run(folder, x):
+    calls = folder / "calls.txt"
+    calls.write_text(str(int(calls.read_text()) + 1 if calls.exists() else 1))
+    return {"x": x}
+
+
+if __name__ == "__main__":
+    out, jobs = Path(sys.argv[1]), int(sys.argv[2])
+    runs = [GridRun(key=f"x{x}", folder=out / f"x{x}", fn=count_run, kwargs={"x": x}) for x in (1, 2)]
+    print(run_grid(runs, ExecutorOptions(jobs=jobs, processes=True), quiet=True))
+"""
+
+
+def test_a_grid_run_as_a_script_resumes_with_another_jobs_count(tmp_path):
+    # run as ``python -m``, the runs' module is __main__ in the driver and __mp_main__ in a spawned worker,
+    # which stores the result: the stored configuration must still match on the next call
+    import subprocess
+    import sys
+
+    (tmp_path / "gridscript.py").write_text(GRID_SCRIPT)
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parents[2])])}
+    for jobs in (2, 1):
+        done = subprocess.run([sys.executable, "-m", "gridscript", str(tmp_path / "grid"), str(jobs)], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "[{'x': 1}, {'x': 2}]" in done.stdout
+    assert [(tmp_path / "grid" / f"x{x}" / "calls.txt").read_text() for x in (1, 2)] == ["1", "1"]
+    stored = json.loads((tmp_path / "grid" / "x1" / RESULT_FILE).read_text())
+    assert stored["config"]["fn"] == "gridscript.count_run"
+
+
+def test_a_result_stored_under_the_script_module_name_still_matches(tmp_path):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    config = {"fn": "benchmarks.recipe.variant_run", "kwargs.seed": 0}
+    (folder / RESULT_FILE).write_text(json.dumps({"key": "r", "result": 1,
+                                                  "config": config | {"fn": "__mp_main__.variant_run"}}))
+    assert read_result(folder, "r", config) == (True, 1)
+    with pytest.raises(RunConfigError, match="fn"):
+        read_result(folder, "r", config | {"fn": "benchmarks.recipe.other_run"})
 
 
 def test_a_stored_result_is_read_without_running_code_and_checked(tmp_path):
