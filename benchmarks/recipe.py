@@ -49,6 +49,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no mirror averaging": {"backend_options": {"flip_average": False}},
     "mirror averaging": {"backend_options": {"flip_average": True}},
     "no weight average": {"ema_horizon": 0.0},
+    "weight average": {"ema_horizon": 0.2},
     "validation 5 % of photos, no minimum": {"val_min_photos": 0},
     "validation of at least 30 photos": {"val_min_photos": 30},
     "128 px rasters, 800 steps": {"gradient_steps": 800,
@@ -69,7 +70,7 @@ DEFAULT_VARIANTS = {
               "no mirror averaging", "no weight average", "128 px rasters, 1200 steps",
               "wider backbone (48-96-192-192), 3000 steps"],
     "rendering": ["default", "photos as edge maps", "mirrored pairs", "dropped strokes (0.15)", "mirror averaging",
-                  "no weight average"],
+                  "weight average"],
 }
 
 

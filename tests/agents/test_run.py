@@ -37,3 +37,4 @@ def test_main_job_on_a_tiny_qmul_dataset_uses_the_real_photo_settings(tmp_path, 
     config, training = ckpt["config"], ckpt["extra"]["training"]
     assert (config["photo_preprocess"], config["photo_size"], config["flip_average"]) == ("edges", 256, True)
     assert training["photo_kind"] == "photo" and training["flip"] is True and training["stroke_drop"] == 0.15
+    assert training["ema_horizon"] == 0.2  # real photos: the weight average (renderings train without one)
