@@ -295,7 +295,8 @@ def write_results(groups: dict[str, tuple[str, list[dict]]], results: list[dict]
 def add_run_args(p: argparse.ArgumentParser, name: str) -> None:
     """The options every table of RL runs shares (data, start backend, seeds, budget, parallel jobs, folders)."""
     p.add_argument("--dataset", default="kanji", choices=sorted(ENV_IDS))
-    p.add_argument("--data-root", default=None)
+    p.add_argument("--root", "--data-root", dest="data_root", default=None,
+                   help="the dataset's folder, for datasets read from disk (--data-root: the same)")
     p.add_argument("--backend", default="b1", help="the frozen backend the policies start from (b1, b2, path)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--minutes", type=float, default=None,

@@ -3,7 +3,7 @@ frozen backend they start from.
 
     python -m benchmarks.rl_methods                                  # kanji, B1, 6 methods x 3 seeds
     python -m benchmarks.rl_methods --methods ppo-a-clip --seeds 0 1 2 --minutes 15
-    python -m benchmarks.rl_methods --dataset chairv2 --data-root ~/data/ChairV2 --jobs 2
+    python -m benchmarks.rl_methods --dataset chairv2 --root ~/data/ChairV2 --jobs 2
 
 Each run is its own process (``sketch-env train`` then ``sketch-env evaluate --json``) in its own run folder,
 so ``--jobs N`` runs N at once and a killed benchmark resumes its runs where they stopped (a finished run

@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", required=True, help="backend checkpoint (a one-model backend: ts, b1, b2, meta)")
     p.add_argument("--rl-model", default=None, help="a trained RL retriever (agent .zip) to score the orders with too")
     p.add_argument("--dataset", default=None, help="default: the backend's")
-    p.add_argument("--data-root", default=None)
+    p.add_argument("--root", "--data-root", dest="data_root", default=None,
+                   help="the dataset's folder, for datasets read from disk (--data-root: the same)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--timesteps", type=int, default=100_000, help="sketcher training steps per seed")
     p.add_argument("--n-envs", type=int, default=8)

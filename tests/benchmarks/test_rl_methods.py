@@ -20,3 +20,14 @@ def test_rl_methods_benchmark_with_the_fast_trainer(tmp_path, synthetic_checkpoi
     with pytest.raises(SystemExit):
         main(["--dataset", "synthetic", "--backend", synthetic_checkpoint, "--methods", "trpo", "--trainer", "fast",
               "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
+
+
+def test_the_rl_tables_take_the_dataset_folder_as_root_as_every_benchmark_does():
+    import argparse
+
+    from benchmarks.common import add_run_args
+
+    p = argparse.ArgumentParser()
+    add_run_args(p, "rl_methods")
+    assert p.parse_args(["--root", "/data/ChairV2"]).data_root == "/data/ChairV2"
+    assert p.parse_args(["--data-root", "/data/ChairV2"]).data_root == "/data/ChairV2"  # the earlier name
