@@ -367,7 +367,9 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
     # step: updates done by the current model; order/position: the epoch's photo permutation and where in it
     state: dict[str, Any] = {"model": 0, "step": 0, "epoch": 0, "elapsed": 0.0, "history": [], "best": -1.0,
                              "order": None, "position": 0, "cut_short": False}
-    run_config = {"train": asdict(cfg) | {"out": str(out)}, "backend": backend.config}
+    # the weight average as resolved: a run stored with the value its photo kind now gives by default resumes
+    run_config = {"train": asdict(cfg) | {"out": str(out), "ema_horizon": chosen["ema_horizon"]},
+                  "backend": backend.config}
     last = out / "last.pt"
 
     def make_optimizer(k: int) -> torch.optim.Optimizer:

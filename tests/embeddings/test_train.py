@@ -54,6 +54,14 @@ def test_resume_refuses_a_different_configuration(tmp_path):
         train_backend(_tiny_train(tmp_path, epochs=1, lr=0.5))
 
 
+def test_a_run_stored_with_its_kinds_weight_average_resumes_under_the_by_kind_default(tmp_path):
+    # runs written when ema_horizon was a number by default: the synthetic figures are renderings (0 by kind)
+    train_backend(_tiny_train(tmp_path, epochs=1, ema_horizon=0.0))
+    train_backend(_tiny_train(tmp_path, epochs=1))  # ema_horizon None: resolves to the same 0.0
+    with pytest.raises(ValueError, match="ema_horizon"):
+        train_backend(_tiny_train(tmp_path, epochs=1, ema_horizon=0.2))
+
+
 def test_b3_trains_from_a_b1_checkpoint_with_frozen_photo_branch(tmp_path):
     b1 = train_backend(_tiny_train(tmp_path, epochs=1))
     cfg = _tiny_train(tmp_path, backend="b3", epochs=1,
