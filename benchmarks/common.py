@@ -25,8 +25,8 @@ from benchmarks.executor import GridRun, Input, add_executor_args
 from sketch_env.cache import write_text
 from sketch_env.envs.registration import DATASET_ENV_IDS as ENV_IDS
 
-__all__ = ["ROOT", "mean_ci", "runs_folder", "thread_env", "run_cwd", "command_line", "write_readme", "COLUMNS",
-           "rl_grid_run", "train_and_evaluate_rl", "fast_group_run", "train_fast_group", "evaluate_run",
+__all__ = ["ROOT", "add_root_arg", "mean_ci", "runs_folder", "thread_env", "run_cwd", "command_line", "write_readme",
+           "COLUMNS", "rl_grid_run", "train_and_evaluate_rl", "fast_group_run", "train_fast_group", "evaluate_run",
            "backend_label", "write_results", "add_run_args", "parse_run_args"]
 
 #: the columns of the RL tables
@@ -292,11 +292,17 @@ def write_results(groups: dict[str, tuple[str, list[dict]]], results: list[dict]
     print(f"wrote {out / (name + '.md')}, {out / (name + '.csv')}, {out / 'curves.png'}")
 
 
+def add_root_arg(p: argparse.ArgumentParser) -> None:
+    """``--root`` (``args.data_root``, the env's keyword), as every command names the dataset's folder;
+    ``--data-root``, its earlier name, too."""
+    p.add_argument("--root", "--data-root", dest="data_root", default=None,
+                   help="the dataset's folder, for datasets read from disk (--data-root: the same)")
+
+
 def add_run_args(p: argparse.ArgumentParser, name: str) -> None:
     """The options every table of RL runs shares (data, start backend, seeds, budget, parallel jobs, folders)."""
     p.add_argument("--dataset", default="kanji", choices=sorted(ENV_IDS))
-    p.add_argument("--root", "--data-root", dest="data_root", default=None,
-                   help="the dataset's folder, for datasets read from disk (--data-root: the same)")
+    add_root_arg(p)
     p.add_argument("--backend", default="b1", help="the frozen backend the policies start from (b1, b2, path)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--minutes", type=float, default=None,

@@ -56,7 +56,7 @@ from agents.stroke_order import (
     strokes_to_top,
     train_sketcher,
 )
-from benchmarks.common import command_line, mean_ci, write_readme
+from benchmarks.common import add_root_arg, command_line, mean_ci, write_readme
 from sketch_env import stroke_order_v0
 from sketch_env.cache import write_text
 from sketch_env.envs.stroke_order import StrokeOrderParallelEnv
@@ -141,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", required=True, help="backend checkpoint (a one-model backend: ts, b1, b2, meta)")
     p.add_argument("--rl-model", default=None, help="a trained RL retriever (agent .zip) to score the orders with too")
     p.add_argument("--dataset", default=None, help="default: the backend's")
-    p.add_argument("--root", "--data-root", dest="data_root", default=None,
-                   help="the dataset's folder, for datasets read from disk (--data-root: the same)")
+    add_root_arg(p)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--timesteps", type=int, default=100_000, help="sketcher training steps per seed")
     p.add_argument("--n-envs", type=int, default=8)
