@@ -42,7 +42,7 @@ def run_main_job(args: argparse.Namespace) -> int:
     checkpoint = train_backend(cfg)
     ns = argparse.Namespace(checkpoint=str(checkpoint), dataset=args.dataset, root=args.root, scheme=None,
                             split="test", steps=args.steps, batch_size=64, device=args.device,
-                            distractors=args.distractors, out=str(out / "eval"))
+                            distractors=args.distractors, out=str(out / "eval"), flip_average=None)
     frozen = evaluate_checkpoint(ns, name=f"frozen {args.backend.upper()}")
     record = read_json(Path(cfg.out) / "history.json")
     summary = {"command": "sketch-env " + " ".join(getattr(args, "argv", None) or ["run"]),

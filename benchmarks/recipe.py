@@ -67,7 +67,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 DEFAULT_VARIANTS = {
     "photo": ["default", "validation of at least 30 photos", "validation 5 % of photos, no minimum",
               "photos as inverted grey", "edges found at 64 px", "no mirrored pairs", "no dropped strokes",
-              "no mirror averaging", "no weight average", "128 px rasters, 1200 steps",
+              "mirror averaging", "no weight average", "128 px rasters, 1200 steps",
               "wider backbone (48-96-192-192), 3000 steps"],
     "rendering": ["default", "photos as edge maps", "mirrored pairs", "dropped strokes (0.15)", "mirror averaging",
                   "weight average"],

@@ -51,7 +51,8 @@ def _open_store(args: argparse.Namespace, split: str):
     from embeddings.store import open_backend_store
 
     return open_backend_store(args.checkpoint, split, steps=args.steps, dataset=args.dataset, root=args.root,
-                              scheme=args.scheme, device=args.device, batch_size=args.batch_size)
+                              scheme=args.scheme, device=args.device, batch_size=args.batch_size,
+                              flip_average=args.flip_average)
 
 
 def _add_store_args(p: argparse.ArgumentParser) -> None:
@@ -63,6 +64,8 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64, help="sketches rendered and embedded per batch")
     p.add_argument("--device", default="auto")
+    p.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
+                   help="test-time mirror averaging on or off (default: as the checkpoint records)")
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
@@ -97,7 +100,9 @@ def evaluate_checkpoint(args: argparse.Namespace, name: str | None = None) -> di
         hard = evaluate_store(store, distractors=gallery_embeddings(backend, dataset, other))
         rows[f"{label} (+{other} photos)"] = hard
         curves[f"{label} (+{other} photos)"] = hard["curves"]
-    out = Path(args.out or Path(args.checkpoint).parent / f"eval-{args.split}")
+    # an evaluation with mirror averaging switched keeps its own default folder beside the checkpoint's own
+    switched = "" if args.flip_average is None else ("-flip-average" if args.flip_average else "-no-flip-average")
+    out = Path(args.out or Path(args.checkpoint).parent / f"eval-{args.split}{switched}")
     out.mkdir(parents=True, exist_ok=True)
     plot_curves(curves, out / "curves.png", title=f"{dataset.name} {dataset.scheme} {args.split}")
     write_curves_csv(curves, out / "curves.csv")

@@ -491,14 +491,22 @@ def gallery_embeddings(backend: EmbeddingBackend, dataset: SketchDataset, split:
 
 
 def backend_and_dataset(checkpoint: str | Path, dataset: str | SketchDataset | None = None, root: str | None = None,
-                        scheme: str | None = None, device: str = "auto") -> tuple[EmbeddingBackend, SketchDataset]:
+                        scheme: str | None = None, device: str = "auto",
+                        flip_average: bool | None = None) -> tuple[EmbeddingBackend, SketchDataset]:
     """The backend ``checkpoint`` and the dataset it is evaluated on: by default the one it was trained on
-    (``dataset`` may be a name or a dataset object), the scheme likewise."""
+    (``dataset`` may be a name or a dataset object), the scheme likewise. ``flip_average`` turns test-time
+    mirror averaging on or off (``None``: as the checkpoint records); the weights are unchanged, and the
+    backend's fingerprint, hence its feature stores, follows the setting."""
     from embeddings.base import load_backend
     from sketch_env.datasets import make_dataset
     from sketch_env.device import resolve_device
 
     backend = load_backend(checkpoint, device=str(resolve_device(device)))
+    if flip_average is not None:
+        if "flip_average" not in backend.config:
+            raise ArgumentError(f"{checkpoint}: backend {backend.name!r} has no test-time mirror averaging "
+                                "(no flip_average option)")
+        backend.config["flip_average"] = bool(flip_average)
     if not isinstance(dataset, SketchDataset):
         name = dataset or backend.config["dataset"]
         if name is None:
@@ -520,17 +528,19 @@ def open_backend_store(
     device: str = "auto",
     batch_size: int = 64,
     progress: bool = True,
+    flip_average: bool | None = None,
 ) -> tuple[EmbeddingBackend, SketchDataset, FeatureStore]:
     """Load the backend ``checkpoint`` and open (building if needed) its feature store of ``split``.
 
     The dataset defaults to the one the backend was trained on (``dataset`` may be a name or a dataset
     object), the scheme likewise; ``schedule`` is a :func:`~sketch_env.schedule.make_schedule` name with
-    ``steps`` steps; ``batch_size`` as in :func:`open_feature_store` (rasters per backend call). Used by
-    ``sketch-env embed cache|eval`` and the retrieval environment.
+    ``steps`` steps; ``batch_size`` as in :func:`open_feature_store` (rasters per backend call);
+    ``flip_average`` as in :func:`backend_and_dataset`. Used by ``sketch-env embed cache|eval`` and the
+    retrieval environment.
     """
     from sketch_env.schedule import make_schedule
 
-    backend, dataset = backend_and_dataset(checkpoint, dataset, root, scheme, device)
+    backend, dataset = backend_and_dataset(checkpoint, dataset, root, scheme, device, flip_average=flip_average)
     store = open_feature_store(backend, dataset, split, make_schedule(schedule, steps), batch_size=batch_size,
                                progress=progress)
     return backend, dataset, store

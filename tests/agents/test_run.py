@@ -35,6 +35,6 @@ def test_main_job_on_a_tiny_qmul_dataset_uses_the_real_photo_settings(tmp_path, 
     assert "RL (ppo-a-clip)" in capsys.readouterr().out
     ckpt = torch.load(out / "embeddings" / "chairv2-published" / "b1-s0" / "backend.pt", weights_only=True)
     config, training = ckpt["config"], ckpt["extra"]["training"]
-    assert (config["photo_preprocess"], config["photo_size"], config["flip_average"]) == ("edges", 256, True)
+    assert (config["photo_preprocess"], config["photo_size"], config["flip_average"]) == ("edges", 256, False)
     assert training["photo_kind"] == "photo" and training["flip"] is True and training["stroke_drop"] == 0.15
     assert training["ema_horizon"] == 0.2  # real photos: the weight average (renderings train without one)

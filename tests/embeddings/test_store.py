@@ -251,3 +251,40 @@ def test_plot_csv_and_table(built, tmp_path):
     assert rows[0] == "| method | A@1 | A@5 | A@10 | m@A | m@B |"
     assert rows[2].startswith("| fake | ") and f"{result['m@A']:.1f}" in rows[2]
     assert rows[3] == "| empty | - | - | - | - | - |"
+
+
+def test_flip_average_switch_changes_features_not_weights(synthetic_checkpoint, tmp_path, monkeypatch):
+    """Test-time mirror averaging switched at load: the photo embeddings become the normalised sum of the
+    photo's and its mirror image's, and the store is another one (its key follows the setting)."""
+    import shutil
+
+    from agents.cli import main as cli
+    from embeddings.base import load_backend
+    from embeddings.store import backend_and_dataset, open_backend_store
+    from sketch_env.errors import ArgumentError
+
+    plain = load_backend(synthetic_checkpoint, device="cpu")
+    assert plain.config["flip_average"] is False  # renderings train without it
+    mirrored, dataset = backend_and_dataset(synthetic_checkpoint, device="cpu", flip_average=True)
+    photos = dataset.load_photos(dataset.photos("test")[:4], plain.photo_size)
+    x = plain.preprocess(photos)
+    one = plain._run(plain.photo_branch, x).reshape(len(x), -1)
+    other = plain._run(plain.photo_branch, x[:, :, ::-1]).reshape(len(x), -1)
+    np.testing.assert_allclose(mirrored.photo_embeddings(photos), l2_normalise(one + other), atol=1e-5)
+    assert mirrored.fingerprint() != plain.fingerprint()
+    assert feature_store_key(mirrored, dataset, "test", SCHEDULE) != feature_store_key(plain, dataset, "test", SCHEDULE)
+    _, _, store = open_backend_store(synthetic_checkpoint, "test", steps=3, device="cpu", progress=False,
+                                     flip_average=True)
+    assert store.meta["n"] == len(dataset.sketches("test"))
+
+    # the command line: --no-flip-average / --flip-average, each in its own default folder beside the checkpoint
+    local = tmp_path / "backend.pt"
+    shutil.copy(synthetic_checkpoint, local)
+    assert cli(["embed", "eval", "--checkpoint", str(local), "--steps", "3", "--device", "cpu", "--flip-average"]) == 0
+    assert (tmp_path / "eval-test-flip-average" / "metrics.md").is_file()
+    assert not (tmp_path / "eval-test").exists()
+
+    # a backend without the option says so
+    monkeypatch.setattr("embeddings.base.load_backend", lambda path, device: FakeBackend())
+    with pytest.raises(ArgumentError, match="no test-time mirror averaging"):
+        backend_and_dataset(local, dataset, flip_average=False)

@@ -62,6 +62,23 @@ def test_a_run_stored_with_its_kinds_weight_average_resumes_under_the_by_kind_de
         train_backend(_tiny_train(tmp_path, epochs=1, ema_horizon=0.2))
 
 
+def test_a_run_stored_before_the_weight_average_existed_counts_as_trained_without_it(tmp_path):
+    import json
+
+    cfg = _tiny_train(tmp_path, epochs=2)
+    train_backend(cfg, stop_after=1)
+    last = tmp_path / "b1" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    stored = json.loads(ckpt["run_config"])
+    del stored["train"]["ema_horizon"]  # as such runs were written
+    torch.save(ckpt | {"run_config": json.dumps(stored)}, last)
+    train_backend(cfg)  # renderings train without the average: the same run, so it resumes
+    assert json.loads(torch.load(last, weights_only=True)["state"])["epoch"] == 2
+    torch.save(ckpt | {"run_config": json.dumps(stored)}, last)
+    with pytest.raises(ValueError, match="ema_horizon"):  # with it, another run
+        train_backend(_tiny_train(tmp_path, epochs=2, ema_horizon=0.2))
+
+
 def test_b3_trains_from_a_b1_checkpoint_with_frozen_photo_branch(tmp_path):
     b1 = train_backend(_tiny_train(tmp_path, epochs=1))
     cfg = _tiny_train(tmp_path, backend="b3", epochs=1,
