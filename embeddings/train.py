@@ -69,7 +69,8 @@ __all__ = ["TrainConfig", "TripletSampler", "train_backend", "resolve_device", "
 #: without a weight average; real photos are edge maps found at 256 px, with mirrored training pairs, dropped
 #: strokes and a weight average over the last fifth of the run (README, Chair-V2). Neither kind averages an
 #: embedding with its mirror image's at test time: a fine-grained sketch is drawn facing the way its photo
-#: faces, and the average throws that cue away (Chair-V2, 3 seeds: m@B -1.2, A@5 -1.4 with it)
+#: faces, and the average throws that cue away (Chair-V2, 3 seeds' weights: m@B -1.2, A@5 -1.5 with it;
+#: benchmarks/results/mirror_averaging-chairv2)
 PHOTO_KINDS: dict[str, dict[str, Any]] = {
     "rendering": {"photo_preprocess": "invert", "photo_size": 64, "flip_average": False, "flip": False,
                   "stroke_drop": 0.0, "batch_size": 128, "ema_horizon": 0.0},
