@@ -20,8 +20,8 @@ def test_main_job_trains_the_backend_then_ppo_and_compares_them(tmp_path, env_ca
 
 def test_main_job_on_a_tiny_qmul_dataset_uses_the_real_photo_settings(tmp_path, env_cache, capsys):
     """`sketch-env run --dataset chairv2 --root DIR` with no other flag on a generated QMUL-layout folder:
-    the backend is trained with the real-photo recipe (edge maps, mirroring, stroke drop, mirror
-    averaging), records it in its checkpoint, and the RL stage runs to the comparison table."""
+    the backend is trained with the real-photo recipe (edge maps, mirrored pairs, stroke drop, no test-time
+    mirror averaging), records it in its checkpoint, and the RL stage runs to the comparison table."""
     import torch
 
     from agents.cli import main

@@ -162,3 +162,24 @@ def test_training_writes_tensorboard_scalars(tmp_path):
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/lr", "val/m@B", "val/A@1"} <= tags
     assert len(events.Scalars("val/m@B")) == 2  # one per evaluation (an epoch each)
+
+
+@pytest.mark.parametrize("name", ["shoev2", "sketchy"])
+def test_real_photo_datasets_train_with_the_photo_recipe_without_flags(name, tmp_path):
+    """QMUL-Shoe-V2 and Sketchy declare real photos, so a run with no recipe option trains with the real-photo
+    choices of PHOTO_KINDS and records them."""
+    from embeddings.train import PHOTO_KINDS
+    from tests.data_formats import write_tiny_qmul
+    from tests.sketch_env.datasets.test_sketchy import write_sketchy
+
+    root = write_sketchy(tmp_path / "sketchy") if name == "sketchy" else write_tiny_qmul(tmp_path / "shoe",
+                                                                                         variant="ShoeV2")
+    cfg = TrainConfig(backend="b1", dataset=name, root=str(root), gradient_steps=2, steps=3, device="cpu",
+                      progress=False, out=str(tmp_path / "b1"),
+                      backend_options={k: v for k, v in TINY_TRIPLET.items() if k != "photo_size"})
+    ckpt = torch.load(train_backend(cfg), weights_only=True)
+    training, photo = ckpt["extra"]["training"], PHOTO_KINDS["photo"]
+    assert training["photo_kind"] == "photo"
+    assert {k: training[k] for k in photo if k != "batch_size"} == {k: v for k, v in photo.items() if k != "batch_size"}
+    assert training["batch_size"] <= photo["batch_size"]  # a batch holds at most the training photos
+    assert (ckpt["config"]["photo_preprocess"], ckpt["config"]["flip_average"]) == ("edges", False)
