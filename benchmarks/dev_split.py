@@ -8,6 +8,10 @@ as the published Chair-V2 test split has) chosen by a hash of the photo name bec
 ``test`` split with all their sketches; the other training photos stay ``train``. The published test split,
 if the folder has one, is left out entirely. The new folder is in the same layout (its own coordinate file,
 ``photo/`` a link to the original photos), so every command reads it as it reads the published dataset.
+
+``--train-photos N`` keeps only N of the other photos, those validation takes first (the lowest
+``embeddings.train.validation_keys``), so that a smaller training set is measured against the same test
+split and, while N is at least twice the validation minimum, the same validation photos.
 Nothing of the data is written anywhere else: keep ``--out`` out of version control (``runs/`` is ignored).
 """
 
@@ -25,11 +29,12 @@ __all__ = ["make_dev_split", "main"]
 
 
 def make_dev_split(root: str | Path, out: str | Path, variant: str = "ChairV2", test_photos: int = 100,
-                   salt: str = "dev") -> dict[str, int]:
+                   salt: str = "dev", train_photos: int | None = None) -> dict[str, int]:
     """Write the development split of ``root``'s train split into ``out`` (see the module docstring).
 
     Returns the counts: train/test photos and sketches of the new split.
     """
+    from embeddings.train import validation_keys
     from sketch_env.cache import atomic_path
     from sketch_env.datasets.base import stable_fraction
     from sketch_env.datasets.qmul import QMULDataset
@@ -43,6 +48,16 @@ def make_dev_split(root: str | Path, out: str | Path, variant: str = "ChairV2", 
         raise ArgumentError(f"--test-photos must be between 1 and {len(photos) - 1} (the train split has "
                             f"{len(photos)} photos), got {test_photos}")
     held = set(sorted(photos, key=lambda name: (stable_fraction(name, salt), name))[:test_photos])
+    rest = [name for name in photos if name not in held]
+    if train_photos is not None:
+        if not 0 < train_photos <= len(rest):
+            raise ArgumentError(f"--train-photos must be between 1 and {len(rest)} (the photos left after the "
+                                f"test split), got {train_photos}")
+        # those validation takes first stay, so the validation photos are those of the whole split
+        order = np.argsort(validation_keys(rest), kind="stable")[:train_photos]
+        kept = {rest[i] for i in order}
+        records = [r for r in records if r.instance in held or r.instance in kept]
+        rest = sorted(kept)
     raw = safe_load_pickle(source.coordinate_path)  # the arrays copied as they are, not re-encoded
     data: dict[str, np.ndarray] = {}
     for r in records:
@@ -56,7 +71,7 @@ def make_dev_split(root: str | Path, out: str | Path, variant: str = "ChairV2", 
     if not link.exists():
         os.symlink(Path(source.photo_dir).resolve(), link, target_is_directory=True)
     test_sketches = sum(r.instance in held for r in records)
-    return {"train_photos": len(photos) - len(held), "train_sketches": len(records) - test_sketches,
+    return {"train_photos": len(rest), "train_sketches": len(records) - test_sketches,
             "test_photos": len(held), "test_sketches": test_sketches}
 
 
@@ -68,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="the development folder to write")
     p.add_argument("--variant", default="ChairV2", help="ChairV2 | ShoeV2 (default: ChairV2)")
     p.add_argument("--test-photos", type=int, default=100, help="photos of the development test split (100)")
+    p.add_argument("--train-photos", type=int, default=None,
+                   help="keep only this many of the other photos, validation's first (default: all)")
     args = p.parse_args(argv)
     try:
-        counts = make_dev_split(args.root, args.out, args.variant, args.test_photos)
+        counts = make_dev_split(args.root, args.out, args.variant, args.test_photos, train_photos=args.train_photos)
     except SketchEnvError as exc:
         print(f"dev_split: error: {exc}", file=sys.stderr)
         return 2

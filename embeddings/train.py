@@ -59,8 +59,8 @@ from sketch_env.schedule import PointSchedule
 from sketch_env.sketch import Sketch
 from sketch_env.threads import usable_cores
 
-__all__ = ["TrainConfig", "TripletSampler", "train_backend", "resolve_device", "validation_mask", "rng_state",
-           "set_rng_state", "read_last", "PHOTO_KINDS", "resolve_training"]
+__all__ = ["TrainConfig", "TripletSampler", "train_backend", "resolve_device", "validation_mask", "validation_keys",
+           "rng_state", "set_rng_state", "read_last", "PHOTO_KINDS", "resolve_training"]
 
 
 #: what each kind of photo is trained with, unless set explicitly: backend options (``photo_preprocess``,
@@ -80,10 +80,16 @@ PHOTO_KINDS: dict[str, dict[str, Any]] = {
 _BACKEND_CHOICES = ("photo_preprocess", "photo_size", "flip_average")
 
 
+def validation_keys(instances: list[str]) -> np.ndarray:
+    """The hash validation holds photos out by, ``stable_fraction(name, "val")`` of each: float64 in [0, 1);
+    validation takes the lowest first."""
+    return np.array([stable_fraction(name, "val") for name in instances], dtype=np.float64)
+
+
 def validation_mask(instances: list[str], fraction: float, min_photos: int = 0) -> np.ndarray:
     """Which training photos are held out for validation: those with ``stable_fraction(name, "val") <
     fraction``, and if fewer than ``min_photos``, the ``min_photos`` lowest by that hash (at most half)."""
-    keys = np.array([stable_fraction(name, "val") for name in instances], dtype=np.float64)
+    keys = validation_keys(instances)
     mask = keys < fraction
     want = min(int(min_photos), len(instances) // 2)
     if mask.sum() < want:
