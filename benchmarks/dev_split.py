@@ -8,11 +8,11 @@ as the published Chair-V2 test split has) chosen by a hash of the photo name bec
 ``test`` split with all their sketches; the other training photos stay ``train``. The published test split,
 if the folder has one, is left out entirely. The new folder is in the same layout (its own coordinate file,
 ``photo/`` a link to the original photos), so every command reads it as it reads the published dataset.
+Nothing of the data is written anywhere else: keep ``--out`` out of version control (``runs/`` is ignored).
 
 ``--train-photos N`` keeps only N of the other photos, those validation takes first (the lowest
 ``embeddings.train.validation_keys``), so that a smaller training set is measured against the same test
 split and, while N is at least twice the validation minimum, the same validation photos.
-Nothing of the data is written anywhere else: keep ``--out`` out of version control (``runs/`` is ignored).
 """
 
 from __future__ import annotations

@@ -36,13 +36,13 @@ LABELS = {"off": "mirror averaging off", "on": "mirror averaging on", "off - on"
 
 
 def score(checkpoint: str, root: str | None, steps: int, flip_average: bool, device: str) -> dict:
-    """A@1/5/10, m@A, m@B (and the gallery size, the dataset's name and the setting the checkpoint was
-    trained and selected with) of ``checkpoint`` on its test split with mirror averaging ``flip_average``."""
+    """A@1/5/10, m@A, m@B (and the gallery size and the dataset's name) of ``checkpoint`` on its test split
+    with mirror averaging ``flip_average``."""
     from embeddings.evaluate import evaluate_store
     from embeddings.store import open_backend_store
 
-    backend, dataset, store = open_backend_store(checkpoint, "test", steps=steps, root=root, device=device,
-                                                 progress=False, flip_average=flip_average)
+    _, dataset, store = open_backend_store(checkpoint, "test", steps=steps, root=root, device=device,
+                                           progress=False, flip_average=flip_average)
     result = evaluate_store(store)
     return {c: float(result[c]) for c in COLUMNS} | {"gallery_size": int(result["gallery_size"]),
                                                      "dataset": dataset.name}
