@@ -15,7 +15,7 @@ from typing import Any
 from agents.envs import evaluate_agent_ranks, frozen_backend_ranks
 from agents.io import PRETRAINED_DIR, load_agent, read_meta, resolve_agent
 from embeddings.evaluate import episode_rows, format_table, plot_curves, write_curves_csv, write_episodes_csv
-from sketch_env.cache import data_dir
+from sketch_env.cache import data_dir, write_text
 from sketch_env.metrics import retrieval_curves, summarise
 
 __all__ = ["evaluate_model", "COLUMNS"]
@@ -56,5 +56,5 @@ def evaluate_model(path: str | Path, split: str = "test", deterministic: bool = 
     episodes = [e for name, row in rows.items() for e in episode_rows(name, seed, row["ranks"], row["gallery_size"])]
     write_episodes_csv(episodes, out / "episodes.csv")
     table = format_table(rows, columns=COLUMNS)
-    (out / "metrics.md").write_text(table + "\n")
+    write_text(out / "metrics.md", table + "\n")
     return rows

@@ -38,7 +38,6 @@ and ``cost.md`` to ``--out`` and prints the tables.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -55,7 +54,7 @@ from benchmarks.executor import GridRun, Input, add_executor_args, executor_opti
 from embeddings.base import load_backend
 from embeddings.meta import fine_tune
 from embeddings.meta_train import adaptation_tasks, evaluate_adaptation, split_rasters
-from sketch_env.cache import write_text
+from sketch_env.cache import write_csv, write_text
 from sketch_env.datasets import make_dataset
 
 OFF = {"domain_weight": 0, "category_weight": 0, "intermediate_weight": 0, "semantic_weight": 0}
@@ -270,23 +269,22 @@ def main(argv: list[str] | None = None) -> int:
              *(["this method before adaptation"] if "this method" in rows else []),
              *[r for r in rows if r.startswith("this")]]
     head = "| method | " + " | ".join(f"k={k} A@1 | k={k} A@5" for k in args.shots) + " |"
-    lines = []
-    with open(out / "adaptation.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["query_fraction", "method", "shots", "A@1", "A@1_ci95", "A@5", "A@5_ci95", "seeds"])
-        for frac in args.query_fraction:
-            if len(args.query_fraction) > 1 or frac != 1:
-                lines += ["", f"Queries drawn to {frac:.0%} of their points:", ""]
-            lines += [head, "| --- |" + " ---: | ---: |" * len(args.shots)]
-            for label in order:
-                cells = []
-                for k in args.shots:
-                    vals = scores[(frac, label)][k]
-                    a1, c1 = mean_ci([v[0] for v in vals])
-                    a5, c5 = mean_ci([v[1] for v in vals])
-                    cells += [f"{a1:.1f} ± {c1:.1f}", f"{a5:.1f} ± {c5:.1f}"]
-                    w.writerow([frac, label, k, round(a1, 2), round(c1, 2), round(a5, 2), round(c5, 2), len(vals)])
-                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines, csv_rows = [], []
+    for frac in args.query_fraction:
+        if len(args.query_fraction) > 1 or frac != 1:
+            lines += ["", f"Queries drawn to {frac:.0%} of their points:", ""]
+        lines += [head, "| --- |" + " ---: | ---: |" * len(args.shots)]
+        for label in order:
+            cells = []
+            for k in args.shots:
+                vals = scores[(frac, label)][k]
+                a1, c1 = mean_ci([v[0] for v in vals])
+                a5, c5 = mean_ci([v[1] for v in vals])
+                cells += [f"{a1:.1f} ± {c1:.1f}", f"{a5:.1f} ± {c5:.1f}"]
+                csv_rows.append([frac, label, k, round(a1, 2), round(c1, 2), round(a5, 2), round(c5, 2), len(vals)])
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    write_csv(out / "adaptation.csv", csv_rows,
+              header=["query_fraction", "method", "shots", "A@1", "A@1_ci95", "A@5", "A@5_ci95", "seeds"])
     table = "\n".join(lines).strip()
     command = command_line("adaptation", argv)
     header = (f"`{command}` ({platform.machine()}, {len(args.seeds)} seeds, mean ± 95 % interval; "

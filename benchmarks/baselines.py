@@ -22,7 +22,6 @@ resumes where it stopped and a finished run is only scored again.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -34,6 +33,7 @@ import numpy as np
 
 from benchmarks.common import command_line, mean_ci, runs_folder, thread_env, write_readme
 from benchmarks.executor import GridRun, add_executor_args, executor_options, run_grid
+from sketch_env.cache import write_csv
 
 LABELS = {"ts": "TS (triplet Siamese)", "b1": "B1 (triplet + attention)", "b2": "B2 (B1 on partial sketches)",
           "b3": "B3 (one model per step group)", "rl": "RL (ppo-a-clip from B1)"}
@@ -141,13 +141,10 @@ def write_report(rows: list[dict], args: argparse.Namespace, out: Path, seconds:
     out.mkdir(parents=True, exist_ok=True)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     seeds = sorted({r["seed"] for r in rows})
-    with open(out / "baselines.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["method", "seed", "gallery_size", *COLUMNS, "train_seconds", "cut_short"])
-        for r in rows:
-            w.writerow([r["method"], r["seed"], r["result"]["gallery_size"],
-                        *[round(float(r["result"][c]), 4) for c in COLUMNS], round(r["train_seconds"], 1),
-                        r["cut_short"]])
+    write_csv(out / "baselines.csv", [[r["method"], r["seed"], r["result"]["gallery_size"],
+                                       *[round(float(r["result"][c]), 4) for c in COLUMNS],
+                                       round(r["train_seconds"], 1), r["cut_short"]] for r in rows],
+              header=["method", "seed", "gallery_size", *COLUMNS, "train_seconds", "cut_short"])
     write_episodes_csv([e for r in rows for e in episode_rows(r["method"], r["seed"], r["result"]["ranks"],
                                                                r["result"]["gallery_size"])], out / "episodes.csv")
     curves, per_seed = {}, {}

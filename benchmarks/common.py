@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import math
 import os
@@ -22,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from benchmarks.executor import GridRun, Input, add_executor_args
-from sketch_env.cache import write_text
+from sketch_env.cache import write_csv, write_text
 from sketch_env.envs.registration import DATASET_ENV_IDS as ENV_IDS
 
 __all__ = ["ROOT", "add_root_arg", "mean_ci", "runs_folder", "thread_env", "run_cwd", "command_line", "write_readme",
@@ -270,11 +269,7 @@ def write_results(groups: dict[str, tuple[str, list[dict]]], results: list[dict]
     write_text(out / "README.md", f"# {title}\n\n{table}\n\n![curves](curves.png)\n\nFiles: `{name}.csv` (one row "
                                    "per run: method, seed, test figures, env steps, wall time), `episodes.csv` (one "
                                    "row per test sketch and run), `curves.png` (and `.pdf`, `.svg`).\n")
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(csv_rows[0]))
-    writer.writeheader()
-    writer.writerows(csv_rows)
-    write_text(out / f"{name}.csv", buf.getvalue())
+    write_csv(out / f"{name}.csv", csv_rows)
     from embeddings.evaluate import plot_curves
 
     def as_curve(c):

@@ -20,7 +20,6 @@ Writes ``README.md``, ``demo.csv`` (one row per stroke and pass) and ``summary.c
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import command_line, write_readme
+from sketch_env.cache import write_csv
 
 __all__ = ["CHROMIUM", "CHROMEDRIVER", "browser_available", "chrome", "open_demo", "draw_strokes", "main"]
 
@@ -205,10 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     summary = summary_rows(rows)
     for name, table_rows in (("demo.csv", rows), ("summary.csv", summary)):
-        with open(out / name, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(table_rows[0]))
-            writer.writeheader()
-            writer.writerows(table_rows)
+        write_csv(out / name, table_rows)
     table = summary_table(summary)
     warm = np.array([r["round_trip"] for r in rows if r["phase"] == "warm"])
     notes = (f"The demo `{demo.model_name}` ({demo.env_id}, {demo.data.gallery_size} gallery photos) made in "

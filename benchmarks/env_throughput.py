@@ -25,7 +25,6 @@ Writes ``README.md`` (the report: command, machine, date, the tables), ``env_thr
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import os
 import platform
@@ -43,7 +42,7 @@ import numpy as np
 
 from benchmarks.common import command_line, write_readme
 from sketch_env import metrics
-from sketch_env.cache import write_text
+from sketch_env.cache import write_csv, write_text
 from sketch_env.envs import kendall
 from sketch_env.envs.data import RetrievalData
 from sketch_env.envs.retrieval import OnTheFlyRetrievalEnv
@@ -238,10 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "env_throughput.md", md)
-    with open(out / "env_throughput.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "env_throughput.csv", rows)
     write_readme(out, title, command, f"{table.getvalue()}\n{ratios}", seconds=time.perf_counter() - t_start,
                  notes=note, files=["env_throughput.md", "env_throughput.csv"])
     print()

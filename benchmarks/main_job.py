@@ -14,7 +14,6 @@ difference between them (the run-to-run spread on this machine). Writes ``README
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ import numpy as np
 
 from benchmarks.common import ROOT, command_line, mean_ci, run_cwd, runs_folder, write_readme
 from benchmarks.executor import GridRun, add_executor_args, executor_options, run_grid
+from sketch_env.cache import write_csv
 
 __all__ = ["main"]
 
@@ -63,16 +63,13 @@ def main_job_run(folder: Path, args: argparse.Namespace, seed: int, repeat: int)
 def write_report(results: list[dict], args: argparse.Namespace, out: Path, seconds: float) -> str:
     out.mkdir(parents=True, exist_ok=True)
     methods = list(results[0]["rows"])
-    with open(out / "runs.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["seed", "repeat", "method", "gallery_size", *COLUMNS, "backend_minutes", "total_minutes",
-                    "backend_gradient_steps", "rl_env_steps"])
-        for r in results:
-            for m in methods:
-                row = r["rows"][m]
-                w.writerow([r["seed"], r["repeat"], m, int(row["gallery_size"]), *[round(row[c], 4) for c in COLUMNS],
-                            r["minutes"]["backend_stage"], r["minutes"]["wall"],
-                            r["backend_training"]["gradient_steps"], r.get("rl_training", {}).get("env_steps")])
+    write_csv(out / "runs.csv",
+              [[r["seed"], r["repeat"], m, int(row["gallery_size"]), *[round(row[c], 4) for c in COLUMNS],
+                r["minutes"]["backend_stage"], r["minutes"]["wall"], r["backend_training"]["gradient_steps"],
+                r.get("rl_training", {}).get("env_steps")]
+               for r in results for m, row in ((m, r["rows"][m]) for m in methods)],
+              header=["seed", "repeat", "method", "gallery_size", *COLUMNS, "backend_minutes", "total_minutes",
+                      "backend_gradient_steps", "rl_env_steps"])
     lines = ["| run | method | " + " | ".join(COLUMNS) + " | backend min | total min |",
              "| --- | --- |" + " ---: |" * (len(COLUMNS) + 2)]
     for r in results:

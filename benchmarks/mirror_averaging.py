@@ -18,8 +18,6 @@ seed and setting, and per seed for ``off - on``) and ``README.md``.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import sys
 import time
@@ -28,7 +26,7 @@ from pathlib import Path
 os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars in the middle of the table
 
 from benchmarks.common import command_line, mean_ci, write_readme
-from sketch_env.cache import write_text
+from sketch_env.cache import write_csv
 from sketch_env.errors import ArgumentError, SketchEnvError
 
 COLUMNS = ("A@1", "A@5", "A@10", "m@A", "m@B")
@@ -84,12 +82,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     out = Path(args.out or f"benchmarks/results/mirror_averaging-{dataset}")
     out.mkdir(parents=True, exist_ok=True)
     fields = ["variant", "seed", "gallery_size", *COLUMNS, "checkpoint"]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()})
-    write_text(out / "mirror.csv", buf.getvalue())
+    write_csv(out / "mirror.csv", [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
+                                   for r in rows], header=fields)
 
     head = "| variant | " + " | ".join(COLUMNS) + " |"
     sep = "| --- |" + " ---: |" * len(COLUMNS)

@@ -19,7 +19,6 @@ Writes ``README.md`` (command, machine, table) and ``recipe.csv`` (one row per v
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ import numpy as np
 from benchmarks.baselines import score_backend, train_row
 from benchmarks.common import command_line, mean_ci, runs_folder, thread_env, write_readme
 from benchmarks.executor import GridRun, add_executor_args, executor_options, run_grid
+from sketch_env.cache import write_csv
 
 __all__ = ["VARIANTS", "main"]
 
@@ -98,13 +98,10 @@ def variant_run(folder: Path, args: argparse.Namespace, variant: str, seed: int)
 
 def write_report(rows: list[dict], args: argparse.Namespace, out: Path, seconds: float) -> str:
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "recipe.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["variant", "seed", "gallery_size", *COLUMNS, "gradient_steps", "train_seconds"])
-        for r in rows:
-            w.writerow([r["variant"], r["seed"], r["result"]["gallery_size"],
-                        *[round(float(r["result"][c]), 4) for c in COLUMNS], r["training"]["gradient_steps"],
-                        round(r["train_seconds"], 1)])
+    write_csv(out / "recipe.csv", [[r["variant"], r["seed"], r["result"]["gallery_size"],
+                                    *[round(float(r["result"][c]), 4) for c in COLUMNS],
+                                    r["training"]["gradient_steps"], round(r["train_seconds"], 1)] for r in rows],
+              header=["variant", "seed", "gallery_size", *COLUMNS, "gradient_steps", "train_seconds"])
     by = {(r["variant"], r["seed"]): r for r in rows}
     seeds = sorted({r["seed"] for r in rows})
     lines = ["| row | " + " | ".join(COLUMNS) + " | Δ m@B | Δ A@5 | steps | train min |",

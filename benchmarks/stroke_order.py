@@ -32,7 +32,6 @@ and a sketcher killed mid-training resumes from its last PPO update (``checkpoin
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
 import time
 from pathlib import Path
@@ -58,7 +57,7 @@ from agents.stroke_order import (
 )
 from benchmarks.common import add_root_arg, command_line, mean_ci, write_readme
 from sketch_env import stroke_order_v0
-from sketch_env.cache import write_text
+from sketch_env.cache import write_csv, write_text
 from sketch_env.envs.stroke_order import StrokeOrderParallelEnv
 
 TOPS = (1, 5, 10)
@@ -209,17 +208,17 @@ def main(argv: list[str] | None = None) -> int:
 
     cols = [f"strokes@top{k}" for k in TOPS] + [f"%strokes@top{k}" for k in TOPS] + ["m@B"]
     lines = ["| order | retriever | " + " | ".join(cols) + " |", "| --- | --- |" + " ---: |" * len(cols)]
-    with open(out / "stroke_order.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["order", "retriever", *[x for c in cols for x in (c, f"{c}_ci95")], "seeds"])
-        for (order, rname), vals in rows.items():
-            cells, flat = [], []
-            for c in cols:
-                m, ci = mean_ci([v[c] for v in vals])
-                cells.append(f"{m:.2f}" + (f" ± {ci:.2f}" if len(vals) > 1 else ""))
-                flat += [round(m, 3), round(ci, 3)]
-            lines.append(f"| {order} | {rname} | " + " | ".join(cells) + " |")
-            w.writerow([order, rname, *flat, len(vals)])
+    csv_rows = []
+    for (order, rname), vals in rows.items():
+        cells, flat = [], []
+        for c in cols:
+            m, ci = mean_ci([v[c] for v in vals])
+            cells.append(f"{m:.2f}" + (f" ± {ci:.2f}" if len(vals) > 1 else ""))
+            flat += [round(m, 3), round(ci, 3)]
+        lines.append(f"| {order} | {rname} | " + " | ".join(cells) + " |")
+        csv_rows.append([order, rname, *flat, len(vals)])
+    write_csv(out / "stroke_order.csv", csv_rows,
+              header=["order", "retriever", *[x for c in cols for x in (c, f"{c}_ci95")], "seeds"])
     diffs = []
     for rname in retrievers:
         human = rows[("human", rname)][0]["strokes@top5"]

@@ -28,7 +28,6 @@ Writes ``README.md`` (the report: command, machine, date, the tables), ``through
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import shutil
@@ -39,7 +38,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import command_line, mean_ci, write_readme
-from sketch_env.cache import write_text
+from sketch_env.cache import write_csv, write_text
 
 
 def _env_id(dataset: str) -> str:
@@ -230,10 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                   + ", ".join(f"`{a}` {s:.0f}" for a, s in compile_seconds.items())]
     table = "\n".join(lines)
     write_text(out / "throughput.md", table + "\n")
-    with open(out / "throughput.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out / "throughput.csv", rows)
     print(table, flush=True)
     title = f"Training throughput on {args.dataset}: the fast trainer against SB3"
     files = ["throughput.md", "throughput.csv"]

@@ -39,7 +39,6 @@ Writes ``README.md`` (the report: command, machine, date, the tables, the plot),
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import os
@@ -63,7 +62,7 @@ from embeddings.zero_shot import (
     split_features,
     train_zero_shot,
 )
-from sketch_env.cache import atomic_path, stable_hash
+from sketch_env.cache import atomic_path, stable_hash, write_csv, write_text
 from sketch_env.datasets import make_dataset
 from sketch_env.metrics import (
     ap_at_k,
@@ -459,37 +458,18 @@ def main(argv: list[str] | None = None) -> int:
         ]
     text = "\n".join(notes) + "\n"
     print(text)
-    with atomic_path(out / "zero_shot.md") as tmp:
-        tmp.write_text(text)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["method", "seed", f"P@{k}", f"mAP@{k} (ZS-SBIR)", f"mAP@{k}", "train_s"])
-    for s in args.seeds:
-        for name in order:
-            r = per_seed[s][name]
-            w.writerow(
-                [
-                    LABELS.get(name, "Perfect ranking (ceiling)"),
-                    s,
-                    f"{r[f'P@{k}']:.6f}",
-                    f"{r[f'mAP@{k} (ZS-SBIR)']:.6f}",
-                    f"{r[f'mAP@{k}']:.6f}",
-                    f"{r.get('train_s', 0.0):.2f}",
-                ]
-            )
-    with atomic_path(out / "zero_shot.csv") as tmp:
-        tmp.write_text(buf.getvalue())
+    write_text(out / "zero_shot.md", text)
+    write_csv(out / "zero_shot.csv",
+              [[LABELS.get(name, "Perfect ranking (ceiling)"), s, f"{r[f'P@{k}']:.6f}",
+                f"{r[f'mAP@{k} (ZS-SBIR)']:.6f}", f"{r[f'mAP@{k}']:.6f}", f"{r.get('train_s', 0.0):.2f}"]
+               for s in args.seeds for name in order for r in [per_seed[s][name]]],
+              header=["method", "seed", f"P@{k}", f"mAP@{k} (ZS-SBIR)", f"mAP@{k}", "train_s"])
     if curves:
         arrays = {name: np.stack(c) for name, c in curves.items()}
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["method", "seed", "percent", f"P@{k}"])
-        for name, per in arrays.items():
-            for i, s in enumerate(args.seeds):
-                for t in range(per.shape[1]):
-                    w.writerow([LABELS[name], s, f"{100 * (t + 1) / per.shape[1]:.4g}", f"{per[i, t]:.6f}"])
-        with atomic_path(out / "onthefly.csv") as tmp:
-            tmp.write_text(buf.getvalue())
+        write_csv(out / "onthefly.csv",
+                  [[LABELS[name], s, f"{100 * (t + 1) / per.shape[1]:.4g}", f"{per[i, t]:.6f}"]
+                   for name, per in arrays.items() for i, s in enumerate(args.seeds) for t in range(per.shape[1])],
+                  header=["method", "seed", "percent", f"P@{k}"])
         _plot(arrays, out / "onthefly.png", k, f"{args.dataset}: unseen categories, P@{k} over the sketch")
         percents = (25, 50, 75, 100)
         flines = [f"P@{k} against the share of the sketch drawn (`onthefly.csv`), mean of the {len(args.seeds)} "

@@ -86,6 +86,7 @@ def evaluate_checkpoint(args: argparse.Namespace, name: str | None = None) -> di
         write_curves_csv,
         write_episodes_csv,
     )
+    from sketch_env.cache import write_text
 
     backend, dataset, store = _open_store(args, args.split)
     label = name or backend.name.upper()
@@ -109,7 +110,7 @@ def evaluate_checkpoint(args: argparse.Namespace, name: str | None = None) -> di
     episodes = [e for name, row in rows.items() for e in episode_rows(name, 0, row["ranks"], row["gallery_size"])]
     write_episodes_csv(episodes, out / "episodes.csv")
     table = format_table(rows, columns=("gallery_size", "A@1", "A@5", "A@10", "m@A", "m@B"))
-    (out / "metrics.md").write_text(table + "\n")
+    write_text(out / "metrics.md", table + "\n")
     print(table)
     print(f"plot: {out / 'curves.png'}  curves: {out / 'curves.csv'}")
     return rows

@@ -7,7 +7,6 @@ and :func:`sketch_env.metrics.retrieval_curves` into the per-step curves of the 
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from collections.abc import Mapping, Sequence
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from embeddings.store import FeatureStore
-from sketch_env.cache import atomic_path
+from sketch_env.cache import atomic_path, write_csv
 from sketch_env.errors import ArgumentError
 from sketch_env.metrics import ranks_from_embeddings, retrieval_curves, summarise
 
@@ -96,16 +95,10 @@ def plot_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str |
 
 def write_curves_csv(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path) -> Path:
     """The curves as CSV, one row per (method, step): ``method, percent, ranking_percentile, inverse_rank``."""
-    path = Path(path)
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["method", "percent", "ranking_percentile", "inverse_rank"])
-    for name, curve in curves.items():
-        for pct, rp, inv in zip(curve["percent"], curve["ranking_percentile"], curve["inverse_rank"]):
-            writer.writerow([name, f"{float(pct):.4g}", f"{float(rp):.6f}", f"{float(inv):.6f}"])
-    with atomic_path(path) as tmp:
-        tmp.write_text(text.getvalue())
-    return path
+    rows = [[name, f"{float(pct):.4g}", f"{float(rp):.6f}", f"{float(inv):.6f}"]
+            for name, curve in curves.items()
+            for pct, rp, inv in zip(curve["percent"], curve["ranking_percentile"], curve["inverse_rank"])]
+    return write_csv(path, rows, header=["method", "percent", "ranking_percentile", "inverse_rank"])
 
 
 EPISODE_COLUMNS = ("method", "seed", "sketch", "gallery_size", "steps", "rank_first", "rank_complete",
@@ -129,14 +122,7 @@ def episode_rows(method: str, seed: int, ranks: np.ndarray, gallery_size: int) -
 
 def write_episodes_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     """Per-episode rows (:func:`episode_rows`) as a tidy CSV, written atomically."""
-    path = Path(path)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(EPISODE_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_path(path) as tmp:
-        tmp.write_text(text.getvalue())
-    return path
+    return write_csv(path, rows, header=EPISODE_COLUMNS)
 
 
 def _cell(value: Any) -> str:

@@ -201,6 +201,12 @@ class WeightAverage:
         for avg, p in zip(self.average, self.params):
             avg.mul_(self.decay).add_(p.detach(), alpha=1.0 - self.decay)
 
+    @torch.no_grad()
+    def commit(self) -> None:
+        """Put the averaged weights in place for good (a B3 model whose training is over)."""
+        for p, avg in zip(self.params, self.average):
+            p.copy_(avg)
+
     @contextlib.contextmanager
     def swapped(self):
         live = [p.detach().clone() for p in self.params]
@@ -233,22 +239,58 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return None
 
 
-def _validate(backend: TripletBackend, records: list, val_sketch_ids: np.ndarray, sketch_photo: np.ndarray,
-              val_photo_ids: np.ndarray, photo_rasters_rgb: np.ndarray, steps: int) -> dict[str, float]:
-    schedule = PointSchedule(steps)
+def _validation_rasters(backend: TripletBackend, records: list, val_sketch_ids: np.ndarray,
+                        steps: int) -> np.ndarray:
+    """The validation sketches drawn to each of the ``steps`` steps, rendered once for every evaluation:
+    uint8 ``(n * steps, size, size)``, sketch-major."""
     render = backend.render_config
     rasters = np.empty((len(val_sketch_ids), steps, render.size, render.size), dtype=np.uint8)
+    schedule = PointSchedule(steps)
     for i, sid in enumerate(val_sketch_ids):
         render_progressive(records[sid].sketch, schedule, render, out=rasters[i])
-    feats = backend.sketch_features(rasters.reshape(-1, render.size, render.size),
-                                    step=np.tile(np.arange(steps), len(val_sketch_ids)))
-    queries = backend.queries(feats, step=np.tile(np.arange(steps), len(val_sketch_ids)))
-    gallery = backend.photo_embeddings(photo_rasters_rgb[val_photo_ids])
-    lookup = {int(p): j for j, p in enumerate(val_photo_ids)}
-    true = np.repeat([lookup[int(sketch_photo[s])] for s in val_sketch_ids], steps)
-    ranks = ranks_from_embeddings(queries, gallery, true).reshape(len(val_sketch_ids), steps)
+    return rasters.reshape(-1, render.size, render.size)
+
+
+def _validate(backend: TripletBackend, rasters: np.ndarray, steps: int, true: np.ndarray, gallery_rgb: np.ndarray,
+              queries_of: dict[int, np.ndarray], current: int) -> dict[str, float]:
+    """Validation m@B (and complete-sketch A@1) of the validation sketches against the validation photos.
+
+    ``rasters`` from :func:`_validation_rasters`; ``true``: each row's photo in ``gallery_rgb``. A per-step
+    backend (B3) re-embeds only the rows of model ``current``, the one in training: the other models' weights
+    stay as they are meanwhile, so their queries are kept in ``queries_of`` (model -> its rows' queries).
+    """
+    step = np.tile(np.arange(steps), len(rasters) // steps)
+    if backend.per_step:
+        served = backend.model_of_step(step)
+        for k in np.unique(served).tolist():
+            if k == current or k not in queries_of:
+                rows = served == k
+                queries_of[k] = backend.queries(backend.sketch_features(rasters[rows], step=step[rows]),
+                                                step=step[rows])
+        queries = np.empty((len(rasters), queries_of[current].shape[1]), dtype=np.float32)
+        for k in np.unique(served).tolist():
+            queries[served == k] = queries_of[k]
+    else:
+        queries = backend.queries(backend.sketch_features(rasters, step=step), step=step)
+    gallery = backend.photo_embeddings(gallery_rgb)
+    ranks = ranks_from_embeddings(queries, gallery, true).reshape(-1, steps)
     return {"val_m@B": 100 * m_at_b(ranks), "val_A@1": 100 * float((ranks[:, -1] <= 1).mean()),
-            "val_gallery": len(val_photo_ids)}
+            "val_gallery": len(gallery_rgb)}
+
+
+def _model_average(stored: list[torch.Tensor], averaged: WeightAverage, backend: TripletBackend,
+                   path: Path) -> list[torch.Tensor]:
+    """The weight average a resumed run continues: ``stored`` as ``last.pt`` has it, or, for a B3 run
+    stored when one average spanned every parameter, that average's entries for the model in training."""
+    if len(stored) == len(averaged.params):
+        return stored
+    position = {id(p): i for i, p in enumerate(backend.parameters())}
+    if len(stored) != len(position) or any(id(p) not in position for p in averaged.params):
+        raise ArgumentError(f"{path}: its weight average has {len(stored)} tensors, this backend's model "
+                            f"{len(averaged.params)}")
+    logger.warning(f"{path}: stored when B3's weight average spanned all its models; the models trained before "
+                   "this one keep their raw weights")
+    return [stored[position[id(p)]] for p in averaged.params]
 
 
 def rng_state(rng: np.random.Generator) -> dict:
@@ -381,15 +423,21 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
                   "backend": backend.config}
     last = out / "last.pt"
 
+    def model_params(k: int) -> list[torch.nn.Parameter]:
+        """What model ``k``'s training updates: B3 its own sketch branch, the other backends everything."""
+        return list(backend.sketch_branches[k].parameters()) if backend.per_step else list(backend.parameters())
+
     def make_optimizer(k: int) -> torch.optim.Optimizer:
-        params = list(backend.sketch_branches[k].parameters()) if backend.per_step else list(backend.parameters())
-        if holef is not None:
-            params += list(holef.parameters())
+        params = model_params(k) + (list(holef.parameters()) if holef is not None else [])
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    optimizer = make_optimizer(0)
     ema = chosen["ema_horizon"]
-    averaged = WeightAverage(list(backend.parameters()), ema * per_model) if ema else None
+
+    def make_average(k: int) -> WeightAverage | None:
+        # each B3 model averages its own training only; committed when it ends (see the model switch)
+        return WeightAverage(model_params(k), ema * per_model) if ema else None
+
+    optimizer, averaged = make_optimizer(0), make_average(0)
     ckpt = read_resume_file(last, read_last)
     if ckpt is not None:
         # a key missing from the stored run counts as its default then; runs stored before the weight
@@ -406,8 +454,9 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
             holef.load_state_dict(ckpt["holef"])
         set_rng_state(rng, ckpt["rng"])
         backend.to(device)
+        averaged = make_average(state["model"])
         if averaged is not None:
-            averaged.average = [t.to(device) for t in ckpt["average"]]
+            averaged.average = [t.to(device) for t in _model_average(ckpt["average"], averaged, backend, last)]
         logger.info(f"resuming {out} at model {state['model']} step {state['step']} of {per_model}")
 
     from tqdm.auto import tqdm
@@ -420,6 +469,11 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
     actives: list[float] = []
 
     board = _Board(out / "tb")
+    if len(val_sketch_ids):
+        val_rasters = _validation_rasters(backend, records, val_sketch_ids, cfg.steps)
+        lookup = {int(p): j for j, p in enumerate(val_photo_ids)}
+        val_true = np.repeat([lookup[int(sketch_photo[s])] for s in val_sketch_ids], cfg.steps)
+    val_queries: dict[int, np.ndarray] = {}  # B3: the queries of the models not in training
 
     def evaluate_and_save(k: int) -> None:
         """An evaluation: validation, the best checkpoint, last.pt (the clock stopped meanwhile)."""
@@ -433,8 +487,8 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
         losses, actives = [], []
         with averaged.swapped() if averaged is not None else contextlib.nullcontext():  # the averaged weights
             if len(val_sketch_ids):
-                row.update(_validate(backend, records, val_sketch_ids, sketch_photo, val_photo_ids, photos_rgb,
-                                     cfg.steps))
+                row.update(_validate(backend, val_rasters, cfg.steps, val_true, photos_rgb[val_photo_ids],
+                                     val_queries, k))
             state["history"].append(row)
             board.write(row, k * per_model + state["step"])
             if not cfg.progress:
@@ -458,9 +512,12 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
     while state["model"] < models:
         k = state["model"]
         if state["step"] >= per_model:
+            if averaged is not None:
+                averaged.commit()  # model k keeps its averaged weights, the ones its last evaluation saved
+            val_queries.pop(k, None)
             state.update(model=k + 1, step=0)
             if state["model"] < models:
-                optimizer = make_optimizer(state["model"])
+                optimizer, averaged = make_optimizer(state["model"]), make_average(state["model"])
             continue
         if budget is not None and state["elapsed"] + time.perf_counter() - t0 >= budget:
             state["cut_short"] = True

@@ -10,18 +10,21 @@ corrupt) is rebuilt, never trusted.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["cache_dir", "data_dir", "stable_hash", "atomic_path", "write_text", "write_json", "read_json",
+__all__ = ["cache_dir", "data_dir", "stable_hash", "atomic_path", "write_text", "write_csv", "write_json",
+           "read_json",
            "save_npz_atomic", "load_npz_checked", "cached_npz"]
 
 ENV_VAR = "SKETCH_ENV_CACHE"
@@ -95,6 +98,30 @@ def write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
+
+
+def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+              header: Sequence[str] | None = None) -> Path:
+    """Write a table as CSV (``\\n`` line ends) to ``path`` atomically (:func:`write_text`).
+
+    ``rows`` are mappings or sequences. Mappings are written under ``header`` (keys outside it dropped, missing
+    ones empty), or under the first row's keys when no header is given. Sequences are written as they are,
+    after ``header`` when there is one.
+    """
+    rows = list(rows)
+    buf = io.StringIO()
+    if rows and isinstance(rows[0], Mapping):
+        fields = list(header) if header is not None else list(rows[0])
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n",
+                                extrasaction="ignore" if header is not None else "raise")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        plain = csv.writer(buf, lineterminator="\n")
+        if header is not None:
+            plain.writerow(header)
+        plain.writerows(rows)
+    return write_text(path, buf.getvalue())
 
 
 def write_json(path: str | Path, obj: object, indent: int | None = 1) -> Path:

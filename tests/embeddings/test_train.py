@@ -92,6 +92,41 @@ def test_b3_trains_from_a_b1_checkpoint_with_frozen_photo_branch(tmp_path):
         train_backend(_tiny_train(tmp_path / "x", backend="b3", epochs=1, backend_options={"models": 5}))
 
 
+def test_each_b3_model_keeps_the_average_of_its_own_training(tmp_path):
+    # two models, one evaluation each: the first call stops once model 0 is trained and saved
+    b1 = train_backend(_tiny_train(tmp_path, epochs=1))
+    cfg = _tiny_train(tmp_path, backend="b3", epochs=None, gradient_steps=20, eval_every=10, ema_horizon=0.5,
+                      backend_options={"models": 2, "init_from": str(b1)})  # an average over 5 of each model's 10 steps
+    after_first = load_backend(train_backend(cfg, stop_after=1)).sketch_branches[0].state_dict()
+    final = load_backend(train_backend(cfg))  # resumed: model 1 trains
+    for key, value in after_first.items():  # model 0's averaged weights are its own, not averaged on with model 1's
+        torch.testing.assert_close(final.sketch_branches[0].state_dict()[key], value, rtol=0, atol=0)
+    assert not all(torch.equal(final.sketch_branches[1].state_dict()[k], v) for k, v in after_first.items())
+
+
+def test_a_b3_run_stored_with_one_average_over_all_its_models_resumes(tmp_path, caplog):
+    b1 = train_backend(_tiny_train(tmp_path, epochs=1))
+    cfg = _tiny_train(tmp_path, backend="b3", epochs=None, gradient_steps=20, eval_every=10, ema_horizon=0.5,
+                      backend_options={"models": 2, "init_from": str(b1)})
+    train_backend(cfg, stop_after=1)
+    last = tmp_path / "b3" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    b3 = load_backend(tmp_path / "b3" / "backend.pt")  # its parameters: each sketch branch's, then the photo branch's
+    live = [ckpt["backend"]["sketch_branches"][f"{k}.{n}"] for k, branch in enumerate(b3.sketch_branches)
+            for n, _ in branch.named_parameters()]
+    live += [ckpt["backend"]["photo_branch"][n] for n, _ in b3.photo_branch.named_parameters()]
+    own = len(ckpt["average"])  # model 0's, which come first
+    ckpt["average"] = ckpt["average"] + live[own:]  # one average over every parameter, as such runs were written
+    torch.save(ckpt, last)
+    with caplog.at_level("WARNING"):
+        final = load_backend(train_backend(cfg))
+    assert "spanned all its models" in caplog.text and len(final.sketch_branches) == 2
+    ckpt["average"] = ckpt["average"][:-1]  # neither layout
+    torch.save(ckpt, last)
+    with pytest.raises(ValueError, match="weight average has"):
+        train_backend(cfg)
+
+
 def test_precision_option(tmp_path):
     from embeddings.train import resolve_precision
 

@@ -13,6 +13,7 @@ from sketch_env.cache import (
     load_npz_checked,
     save_npz_atomic,
     stable_hash,
+    write_csv,
 )
 
 
@@ -108,6 +109,21 @@ def test_atomic_path_keeps_old_file_when_writer_raises(tmp_path):
         assert path.read_bytes() == b"old content"  # not visible before the block ends
     assert path.read_bytes() == b"new content"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin"]
+
+
+def test_write_csv_mappings_and_sequences(tmp_path):
+    import csv
+
+    dicts = write_csv(tmp_path / "a.csv", [{"m": "B1", "x": 1.5, "extra": "dropped"}, {"m": "a,b", "x": 2}],
+                      header=["m", "x"])
+    assert dicts.read_text() == 'm,x\nB1,1.5\n"a,b",2\n'  # quoted where needed, keys outside the header dropped
+    assert list(csv.DictReader(dicts.open())) == [{"m": "B1", "x": "1.5"}, {"m": "a,b", "x": "2"}]
+    assert write_csv(tmp_path / "b.csv", [{"k": 1, "v": 2}]).read_text() == "k,v\n1,2\n"  # the first row's keys
+    with pytest.raises(ValueError, match="extra"):  # without a header, a row with a new key is a mistake
+        write_csv(tmp_path / "c.csv", [{"k": 1}, {"k": 2, "extra": 3}])
+    assert not (tmp_path / "c.csv").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv"]
+    assert write_csv(tmp_path / "d.csv", [[1, "x"], [2, "y"]], header=["n", "s"]).read_text() == "n,s\n1,x\n2,y\n"
+    assert write_csv(tmp_path / "e.csv", [], header=["n"]).read_text() == "n\n"
 
 
 def test_atomic_path_no_file_created_when_writer_raises(tmp_path):
