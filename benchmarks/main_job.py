@@ -79,7 +79,7 @@ def write_report(results: list[dict], args: argparse.Namespace, out: Path, secon
                          + " | ".join(f"{row[c]:.1f}" for c in COLUMNS)
                          + f" | {r['minutes']['backend_stage']:.1f} | {r['minutes']['wall']:.1f} |")
     seeds = sorted({r["seed"] for r in results})
-    for m in methods:
+    for m in methods if len(results) > 1 else ():  # one run has no spread to show
         values = {c: [r["rows"][m][c] for r in results] for c in COLUMNS}
         if len(seeds) > 1:
             cells = []

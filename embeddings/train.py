@@ -252,27 +252,30 @@ def _validation_rasters(backend: TripletBackend, records: list, val_sketch_ids: 
 
 
 def _validate(backend: TripletBackend, rasters: np.ndarray, steps: int, true: np.ndarray, gallery_rgb: np.ndarray,
-              queries_of: dict[int, np.ndarray], current: int) -> dict[str, float]:
+              kept: dict[Any, np.ndarray], current: int) -> dict[str, float]:
     """Validation m@B (and complete-sketch A@1) of the validation sketches against the validation photos.
 
     ``rasters`` from :func:`_validation_rasters`; ``true``: each row's photo in ``gallery_rgb``. A per-step
-    backend (B3) re-embeds only the rows of model ``current``, the one in training: the other models' weights
-    stay as they are meanwhile, so their queries are kept in ``queries_of`` (model -> its rows' queries).
+    backend (B3) re-embeds only the rows of model ``current``, the one in training: the other models and the
+    frozen photo branch stay as they are meanwhile, so ``kept`` holds their outputs (model -> its rows'
+    queries, ``"gallery"`` -> the photo embeddings) from one evaluation to the next.
     """
     step = np.tile(np.arange(steps), len(rasters) // steps)
     if backend.per_step:
         served = backend.model_of_step(step)
         for k in np.unique(served).tolist():
-            if k == current or k not in queries_of:
+            if k == current or k not in kept:
                 rows = served == k
-                queries_of[k] = backend.queries(backend.sketch_features(rasters[rows], step=step[rows]),
-                                                step=step[rows])
-        queries = np.empty((len(rasters), queries_of[current].shape[1]), dtype=np.float32)
+                kept[k] = backend.queries(backend.sketch_features(rasters[rows], step=step[rows]), step=step[rows])
+        queries = np.empty((len(rasters), kept[current].shape[1]), dtype=np.float32)
         for k in np.unique(served).tolist():
-            queries[served == k] = queries_of[k]
+            queries[served == k] = kept[k]
+        if "gallery" not in kept:
+            kept["gallery"] = backend.photo_embeddings(gallery_rgb)
+        gallery = kept["gallery"]
     else:
         queries = backend.queries(backend.sketch_features(rasters, step=step), step=step)
-    gallery = backend.photo_embeddings(gallery_rgb)
+        gallery = backend.photo_embeddings(gallery_rgb)
     ranks = ranks_from_embeddings(queries, gallery, true).reshape(-1, steps)
     return {"val_m@B": 100 * m_at_b(ranks), "val_A@1": 100 * float((ranks[:, -1] <= 1).mean()),
             "val_gallery": len(gallery_rgb)}
@@ -473,7 +476,7 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
         val_rasters = _validation_rasters(backend, records, val_sketch_ids, cfg.steps)
         lookup = {int(p): j for j, p in enumerate(val_photo_ids)}
         val_true = np.repeat([lookup[int(sketch_photo[s])] for s in val_sketch_ids], cfg.steps)
-    val_queries: dict[int, np.ndarray] = {}  # B3: the queries of the models not in training
+    val_kept: dict[Any, np.ndarray] = {}  # B3: what the models not in training and the photo branch give
 
     def evaluate_and_save(k: int) -> None:
         """An evaluation: validation, the best checkpoint, last.pt (the clock stopped meanwhile)."""
@@ -488,14 +491,16 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
         with averaged.swapped() if averaged is not None else contextlib.nullcontext():  # the averaged weights
             if len(val_sketch_ids):
                 row.update(_validate(backend, val_rasters, cfg.steps, val_true, photos_rgb[val_photo_ids],
-                                     val_queries, k))
+                                     val_kept, k))
             state["history"].append(row)
             board.write(row, k * per_model + state["step"])
             if not cfg.progress:
                 logger.info(json.dumps(row))
-            # the model is "best" at its best validation m@B; for B3 the models are kept as trained
+            # the model is "best" at its best validation m@B; B3's models are kept as trained, so its
+            # backend.pt is written when a model is done (or the cap stops it), and last.pt serves a resume
             score = row.get("val_m@B", float(state["step"]))
-            if backend.per_step or score >= state["best"] or not len(val_sketch_ids):
+            if (state["step"] == per_model or state["cut_short"]) if backend.per_step else (
+                    score >= state["best"] or not len(val_sketch_ids)):
                 state["best"] = score
                 backend.save(out / "backend.pt", extra={"history": json.dumps(state["history"]),
                                                         "training": training})
@@ -514,7 +519,7 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
         if state["step"] >= per_model:
             if averaged is not None:
                 averaged.commit()  # model k keeps its averaged weights, the ones its last evaluation saved
-            val_queries.pop(k, None)
+            val_kept.pop(k, None)
             state.update(model=k + 1, step=0)
             if state["model"] < models:
                 optimizer, averaged = make_optimizer(state["model"]), make_average(state["model"])

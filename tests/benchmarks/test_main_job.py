@@ -22,3 +22,7 @@ def test_two_runs_of_the_main_job_with_one_seed_give_the_same_table(tmp_path):
             assert first[key] == second[key], (method, key)  # same seed, same machine: the same figures
     report = (tmp_path / "out" / "README.md").read_text()
     assert "largest difference, 2 runs" in report and "sketch-env run" in report
+    # one run (read back from its folder): its rows alone, no spread of one run
+    assert main([a if a != "2" else "1" for a in argv]) == 0
+    report = (tmp_path / "out" / "README.md").read_text()
+    assert "seed 0, run 1 | frozen B1" in report and "largest difference" not in report
