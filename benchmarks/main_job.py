@@ -64,10 +64,10 @@ def write_report(results: list[dict], args: argparse.Namespace, out: Path, secon
     out.mkdir(parents=True, exist_ok=True)
     methods = list(results[0]["rows"])
     write_csv(out / "runs.csv",
-              [[r["seed"], r["repeat"], m, int(row["gallery_size"]), *[round(row[c], 4) for c in COLUMNS],
-                r["minutes"]["backend_stage"], r["minutes"]["wall"], r["backend_training"]["gradient_steps"],
-                r.get("rl_training", {}).get("env_steps")]
-               for r in results for m, row in ((m, r["rows"][m]) for m in methods)],
+              [[r["seed"], r["repeat"], m, int(r["rows"][m]["gallery_size"]),
+                *[round(r["rows"][m][c], 4) for c in COLUMNS], r["minutes"]["backend_stage"], r["minutes"]["wall"],
+                r["backend_training"]["gradient_steps"], r.get("rl_training", {}).get("env_steps")]
+               for r in results for m in methods],
               header=["seed", "repeat", "method", "gallery_size", *COLUMNS, "backend_minutes", "total_minutes",
                       "backend_gradient_steps", "rl_env_steps"])
     lines = ["| run | method | " + " | ".join(COLUMNS) + " | backend min | total min |",

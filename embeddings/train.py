@@ -210,9 +210,7 @@ class WeightAverage:
     @contextlib.contextmanager
     def swapped(self):
         live = [p.detach().clone() for p in self.params]
-        with torch.no_grad():
-            for p, avg in zip(self.params, self.average):
-                p.copy_(avg)
+        self.commit()
         try:
             yield
         finally:
@@ -263,12 +261,13 @@ def _validate(backend: TripletBackend, rasters: np.ndarray, steps: int, true: np
     step = np.tile(np.arange(steps), len(rasters) // steps)
     if backend.per_step:
         served = backend.model_of_step(step)
-        for k in np.unique(served).tolist():
+        models = np.unique(served).tolist()
+        for k in models:
             if k == current or k not in kept:
                 rows = served == k
                 kept[k] = backend.queries(backend.sketch_features(rasters[rows], step=step[rows]), step=step[rows])
         queries = np.empty((len(rasters), kept[current].shape[1]), dtype=np.float32)
-        for k in np.unique(served).tolist():
+        for k in models:
             queries[served == k] = kept[k]
         if "gallery" not in kept:
             kept["gallery"] = backend.photo_embeddings(gallery_rgb)
@@ -476,6 +475,7 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
         val_rasters = _validation_rasters(backend, records, val_sketch_ids, cfg.steps)
         lookup = {int(p): j for j, p in enumerate(val_photo_ids)}
         val_true = np.repeat([lookup[int(sketch_photo[s])] for s in val_sketch_ids], cfg.steps)
+        val_gallery_rgb = photos_rgb[val_photo_ids]
     val_kept: dict[Any, np.ndarray] = {}  # B3: what the models not in training and the photo branch give
 
     def evaluate_and_save(k: int) -> None:
@@ -490,8 +490,7 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
         losses, actives = [], []
         with averaged.swapped() if averaged is not None else contextlib.nullcontext():  # the averaged weights
             if len(val_sketch_ids):
-                row.update(_validate(backend, val_rasters, cfg.steps, val_true, photos_rgb[val_photo_ids],
-                                     val_kept, k))
+                row.update(_validate(backend, val_rasters, cfg.steps, val_true, val_gallery_rgb, val_kept, k))
             state["history"].append(row)
             board.write(row, k * per_model + state["step"])
             if not cfg.progress:
