@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -49,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import command_line, mean_ci, run_cwd, thread_env, write_readme
+from benchmarks.common import command_line, machine_name, mean_ci, run_cwd, thread_env, write_readme
 from benchmarks.executor import GridRun, Input, add_executor_args, executor_options, run_grid
 from embeddings.base import load_backend
 from embeddings.meta import fine_tune
@@ -287,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
               header=["query_fraction", "method", "shots", "A@1", "A@1_ci95", "A@5", "A@5_ci95", "seeds"])
     table = "\n".join(lines).strip()
     command = command_line("adaptation", argv)
-    header = (f"`{command}` ({platform.machine()}, {len(args.seeds)} seeds, mean ± 95 % interval; "
+    header = (f"`{command}` ({machine_name()}, {len(args.seeds)} seeds, mean ± 95 % interval; "
               f"{len(ds.photos('test'))} test photos; {(time.perf_counter() - t_start) / 60:.0f} min)\n\n")
     write_text(out / "adaptation.md", header + table + "\n")
     print(table)
@@ -304,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         mem = cost[names[1]]["saved_mb"] / max(cost[names[0]]["saved_mb"], 1e-9)
         ctable = "\n".join(clines) + f"\n\nfull MAML / inner-on-M: {ratio:.2f}x time, {mem:.2f}x saved memory\n"
         cost_note = (f"median of 6 alternating outer steps, meta batch 4, {args.inner_steps} inner steps, "
-                     f"{platform.machine()}, device {args.device}")
+                     f"{machine_name()}, device {args.device}")
         write_text(out / "cost.md", f"`{command}` ({cost_note})\n\n{ctable}")
         print(ctable)
     base = f"{args.base_steps:,} gradient steps" if args.base_steps else "the library's default gradient steps"

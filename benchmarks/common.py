@@ -24,9 +24,9 @@ from benchmarks.executor import GridRun, Input, add_executor_args
 from sketch_env.cache import write_csv, write_text
 from sketch_env.envs.registration import DATASET_ENV_IDS as ENV_IDS
 
-__all__ = ["ROOT", "add_root_arg", "mean_ci", "runs_folder", "thread_env", "run_cwd", "command_line", "write_readme",
-           "COLUMNS", "rl_grid_run", "train_and_evaluate_rl", "fast_group_run", "train_fast_group", "evaluate_run",
-           "backend_label", "write_results", "add_run_args", "parse_run_args"]
+__all__ = ["ROOT", "machine_name", "add_root_arg", "mean_ci", "runs_folder", "thread_env", "run_cwd", "command_line",
+           "write_readme", "COLUMNS", "rl_grid_run", "train_and_evaluate_rl", "fast_group_run", "train_fast_group",
+           "evaluate_run", "backend_label", "write_results", "add_run_args", "parse_run_args"]
 
 #: the columns of the RL tables
 COLUMNS = ("m@A", "m@B", "A@5", "A@10")
@@ -35,6 +35,24 @@ COLUMNS = ("m@A", "m@B", "A@5", "A@10")
 ROOT = Path(__file__).resolve().parents[1]
 
 T = TypeVar("T")
+
+
+def machine_name() -> str:
+    """The processor's model and architecture, e.g. ``"AMD EPYC (x86_64)"``: from ``/proc/cpuinfo``'s ``model
+    name`` on Linux, else ``platform.processor()``. A report names it because training is bit-for-bit
+    repeatable on one processor model, not across models (their math kernels round differently)."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f.read(1 << 20).splitlines():  # bounded: the first MiB has every core's model name
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = " ".join(value.split())
+                    break
+    except OSError:
+        pass
+    model = model or platform.processor()
+    return f"{model} ({platform.machine()})" if model and model != platform.machine() else platform.machine()
 
 
 def mean_ci(values: Iterable[float]) -> tuple[float, float]:
@@ -81,11 +99,11 @@ def command_line(name: str, argv: list[str] | None = None) -> str:
 def write_readme(out: str | Path, title: str, command: str, body: str, *, seconds: float, notes: str = "",
                  plots: Iterable[str] = (), files: Iterable[str] = ()) -> Path:
     """``out/README.md``, the report beside a benchmark's data: ``# title``, the command in backticks, the machine
-    (architecture, CPUs), the date and this call's wall minutes, ``notes`` (what was run), ``body`` (the tables the
-    benchmark writes), a link to each plot of ``plots`` (file names in ``out``) and one line listing ``files``.
-    Returns its path."""
+    (:func:`machine_name`, CPUs), the date and this call's wall minutes, ``notes`` (what was run), ``body`` (the
+    tables the benchmark writes), a link to each plot of ``plots`` (file names in ``out``) and one line listing
+    ``files``. Returns its path."""
     lines = [f"# {title}", "", f"`{command}`", "",
-             f"{platform.machine()}, {os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d')}; "
+             f"{machine_name()}, {os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d')}; "
              f"{seconds / 60:.1f} min in this call.", ""]
     if notes.strip():
         lines += [notes.strip(), ""]
@@ -250,7 +268,7 @@ def write_results(groups: dict[str, tuple[str, list[dict]]], results: list[dict]
                              "env_steps": r["timesteps"], "cut_short": bool(r.get("cut_short")),
                              "run_seconds": round(r["run_seconds"], 1)})
     seeds = sorted({r["seed"] for r in results})
-    lines = [f"`{cmd.strip()}` ({platform.machine()}, {os.cpu_count()} CPUs, {len(seeds)} seeds, mean ± 95 % "
+    lines = [f"`{cmd.strip()}` ({machine_name()}, {os.cpu_count()} CPUs, {len(seeds)} seeds, mean ± 95 % "
              f"t-interval over seeds; Δ = gain over the frozen backend; minutes = wall time of one run, validation "
              f"included" + ("; trainer: fast, the seeds of a method trained side by side in one process, so a run's "
                             "minutes are its group's"

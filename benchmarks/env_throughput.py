@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ if "--threads" in sys.argv:  # must be set before numpy and torch load their thr
 import gymnasium as gym
 import numpy as np
 
-from benchmarks.common import command_line, write_readme
+from benchmarks.common import command_line, machine_name, write_readme
 from sketch_env import metrics
 from sketch_env.cache import write_csv, write_text
 from sketch_env.envs import kendall
@@ -214,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         numba_threads = f", numba {numba.__version__} ({numba.get_num_threads()} threads)"
     threads = f"--threads {args.threads}" if args.threads else "default threads"
     machine = (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs ({threads}), "
+        f"{machine_name()}, {os.cpu_count()} CPUs ({threads}), "
         f"numpy {np.__version__}, "
         f"torch {torch.__version__}{numba_threads}, CUDA: {torch.cuda.get_device_name() if cuda else 'none'}"
     )

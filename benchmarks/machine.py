@@ -20,12 +20,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from benchmarks.common import machine_name
 from sketch_env.cache import write_text
 
 __all__ = ["main", "matmul_gflops", "forward_rates"]
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_threads()
     command = f"python -m benchmarks.machine {' '.join(argv if argv is not None else sys.argv[1:])}".strip()
     lines = ["# This machine", "", f"`{command}`", "",
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+             f"{machine_name()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
              f"with {torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}; "
              f"{time.strftime('%Y-%m-%d')}.", ""]
     limit = None

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import shutil
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import ROOT
+from benchmarks.common import ROOT, machine_name
 from sketch_env.cache import write_text
 
 __all__ = ["SHIPPED", "card_of", "subset_data", "backend_figures", "agent_figures", "main"]
@@ -216,7 +215,7 @@ def _write_card(name: str, spec: dict[str, Any], path: Path, training: dict[str,
         "test_subset": {"rows": f"np.linspace(0, n - 1, {SUBSET}) of the n test sketches, every test photo in "
                                 "the gallery", "figures": part},
         "license": spec["license"],
-        "trained": {"machine": platform.machine(), "seconds": round(seconds, 1), "date": time.strftime("%Y-%m-%d")},
+        "trained": {"machine": machine_name(), "seconds": round(seconds, 1), "date": time.strftime("%Y-%m-%d")},
     }
     write_text(folder / (spec["file"] + ".json"), json.dumps(card, indent=1) + "\n")
     return card

@@ -37,7 +37,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bar in the middle of t
 import cv2
 import numpy as np
 
-from benchmarks.common import command_line, write_readme
+from benchmarks.common import command_line, machine_name, write_readme
 from sketch_env.render import RenderConfig, render_progressive_batch
 from sketch_env.schedule import PointSchedule
 from sketch_env.sketch import Sketch
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print("# Progressive rendering speed\n")
     emit(
-        f"- machine: processor={platform.processor() or '?'!r}, machine={platform.machine()}, "
+        f"- machine: processor={machine_name()!r}, "
         f"cpu_count={os.cpu_count()}, {platform.platform()}"
     )
     emit(

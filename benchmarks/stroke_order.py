@@ -32,7 +32,6 @@ and a sketcher killed mid-training resumes from its last PPO update (``checkpoin
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
@@ -55,7 +54,7 @@ from agents.stroke_order import (
     strokes_to_top,
     train_sketcher,
 )
-from benchmarks.common import add_root_arg, command_line, mean_ci, write_readme
+from benchmarks.common import add_root_arg, command_line, machine_name, mean_ci, write_readme
 from sketch_env import stroke_order_v0
 from sketch_env.cache import write_csv, write_text
 from sketch_env.envs.stroke_order import StrokeOrderParallelEnv
@@ -229,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     command = command_line("stroke_order", argv)
     body = ("\n".join(lines) + "\n\n" + "\n".join(diffs)
             + f"\n\nGame step (render + embed one canvas, rank, reward; cold cache): {step_ms:.2f} ms\n")
-    text = (f"`{command}` ({platform.machine()}; {len(sketches)} test sketches, gallery {test.gallery_size}; "
+    text = (f"`{command}` ({machine_name()}; {len(sketches)} test sketches, gallery {test.gallery_size}; "
             f"{(time.perf_counter() - t_start) / 60:.0f} min)\n\n" + body)
     write_text(out / "stroke_order.md", text)
     write_readme(out, "Stroke order: strokes on the canvas until the true photo reaches the top", command, body,

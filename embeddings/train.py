@@ -249,14 +249,15 @@ def _validation_rasters(backend: TripletBackend, records: list, val_sketch_ids: 
     return rasters.reshape(-1, render.size, render.size)
 
 
-def _validate(backend: TripletBackend, rasters: np.ndarray, steps: int, true: np.ndarray, gallery_rgb: np.ndarray,
+def _validate(backend: TripletBackend, rasters: np.ndarray, steps: int, true: np.ndarray, gallery: np.ndarray,
               kept: dict[Any, np.ndarray], current: int) -> dict[str, float]:
     """Validation m@B (and complete-sketch A@1) of the validation sketches against the validation photos.
 
-    ``rasters`` from :func:`_validation_rasters`; ``true``: each row's photo in ``gallery_rgb``. A per-step
-    backend (B3) re-embeds only the rows of model ``current``, the one in training: the other models and the
-    frozen photo branch stay as they are meanwhile, so ``kept`` holds their outputs (model -> its rows'
-    queries, ``"gallery"`` -> the photo embeddings) from one evaluation to the next.
+    ``rasters`` from :func:`_validation_rasters`; ``gallery``: the validation photos as
+    :meth:`~embeddings.triplet.TripletBackend.preprocess` made them; ``true``: each row's photo in it. A
+    per-step backend (B3) re-embeds only the rows of model ``current``, the one in training: the other models
+    and the frozen photo branch stay as they are meanwhile, so ``kept`` holds their outputs (model -> its
+    rows' queries, ``"gallery"`` -> the photo embeddings) from one evaluation to the next.
     """
     step = np.tile(np.arange(steps), len(rasters) // steps)
     if backend.per_step:
@@ -270,14 +271,14 @@ def _validate(backend: TripletBackend, rasters: np.ndarray, steps: int, true: np
         for k in models:
             queries[served == k] = kept[k]
         if "gallery" not in kept:
-            kept["gallery"] = backend.photo_embeddings(gallery_rgb)
-        gallery = kept["gallery"]
+            kept["gallery"] = backend.photo_raster_embeddings(gallery)
+        embedded = kept["gallery"]
     else:
         queries = backend.queries(backend.sketch_features(rasters, step=step), step=step)
-        gallery = backend.photo_embeddings(gallery_rgb)
-    ranks = ranks_from_embeddings(queries, gallery, true).reshape(-1, steps)
+        embedded = backend.photo_raster_embeddings(gallery)
+    ranks = ranks_from_embeddings(queries, embedded, true).reshape(-1, steps)
     return {"val_m@B": 100 * m_at_b(ranks), "val_A@1": 100 * float((ranks[:, -1] <= 1).mean()),
-            "val_gallery": len(gallery_rgb)}
+            "val_gallery": len(gallery)}
 
 
 def _model_average(stored: list[torch.Tensor], averaged: WeightAverage, backend: TripletBackend,
@@ -475,7 +476,7 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
         val_rasters = _validation_rasters(backend, records, val_sketch_ids, cfg.steps)
         lookup = {int(p): j for j, p in enumerate(val_photo_ids)}
         val_true = np.repeat([lookup[int(sketch_photo[s])] for s in val_sketch_ids], cfg.steps)
-        val_gallery_rgb = photos_rgb[val_photo_ids]
+        val_gallery = photo_rasters[val_photo_ids]  # preprocessed once, above
     val_kept: dict[Any, np.ndarray] = {}  # B3: what the models not in training and the photo branch give
 
     def evaluate_and_save(k: int) -> None:
@@ -490,7 +491,7 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
         losses, actives = [], []
         with averaged.swapped() if averaged is not None else contextlib.nullcontext():  # the averaged weights
             if len(val_sketch_ids):
-                row.update(_validate(backend, val_rasters, cfg.steps, val_true, val_gallery_rgb, val_kept, k))
+                row.update(_validate(backend, val_rasters, cfg.steps, val_true, val_gallery, val_kept, k))
             state["history"].append(row)
             board.write(row, k * per_model + state["step"])
             if not cfg.progress:

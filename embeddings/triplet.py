@@ -242,8 +242,14 @@ class TripletBackend(EmbeddingBackend):
         return preprocess_photos(photos, self.config["photo_preprocess"], self.render_config.size)
 
     def photo_embeddings(self, photos: np.ndarray) -> np.ndarray:
+        return self.photo_raster_embeddings(self.preprocess(photos))
+
+    def photo_raster_embeddings(self, x: np.ndarray) -> np.ndarray:
+        """Photo embeddings of rasters already made by :meth:`preprocess` (uint8 ``(P, size, size)``), so
+        that training, which preprocesses its photos once, does not redo it at each validation:
+        ``photo_embeddings(photos) == photo_raster_embeddings(preprocess(photos))``."""
         self.eval()
-        x = self.preprocess(photos)
+        x = np.asarray(x)
         out = self._run(self.photo_branch, x).reshape(len(x), self.embed_dim)
         if self.config["flip_average"]:
             out = l2_normalise(out + self._run(self.photo_branch, x[:, :, ::-1]).reshape(len(x), self.embed_dim))

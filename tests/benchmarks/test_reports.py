@@ -191,3 +191,24 @@ def test_the_checker_catches_a_wrong_figure():
     assert _check_table(wrong, rows)[1]
     narrow = [["method", "m@A"], ["PPO (`ppo`)", f"{mean:.1f} ± {half / 2:.1f}"]]
     assert _check_table(narrow, rows)[1]
+
+
+def test_a_report_names_the_processor_it_ran_on(tmp_path, monkeypatch):
+    """Training repeats bit for bit on one processor model only, so the report header names the model."""
+    import io
+    import os
+    import platform
+
+    from benchmarks import common
+
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        if str(path) == "/proc/cpuinfo":
+            return io.StringIO("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD  EPYC 9R14\n")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    assert common.machine_name() == f"AMD EPYC 9R14 ({platform.machine()})"
+    text = common.write_readme(tmp_path, "t", "python -m benchmarks.x", "body", seconds=60).read_text()
+    assert f"AMD EPYC 9R14 ({platform.machine()}), {os.cpu_count()} CPUs" in text

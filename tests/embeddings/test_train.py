@@ -218,3 +218,29 @@ def test_real_photo_datasets_train_with_the_photo_recipe_without_flags(name, tmp
     assert {k: training[k] for k in photo if k != "batch_size"} == {k: v for k, v in photo.items() if k != "batch_size"}
     assert training["batch_size"] <= photo["batch_size"]  # a batch holds at most the training photos
     assert (ckpt["config"]["photo_preprocess"], ckpt["config"]["flip_average"]) == ("edges", False)
+
+
+def test_validation_scores_the_saved_backend_as_its_photos_embed_from_rgb(tmp_path):
+    """Validation embeds the photos preprocessed once at the start; the best checkpoint, embedding the
+    validation photos from RGB, scores the recorded validation m@B."""
+    import json
+
+    from embeddings.train import _validation_rasters
+    from sketch_env.datasets import make_dataset
+    from sketch_env.metrics import m_at_b, ranks_from_embeddings
+
+    cfg = _tiny_train(tmp_path, epochs=3)
+    b = load_backend(train_backend(cfg), expect={"name": "b1"})
+    best = max(json.loads((tmp_path / "b1" / "history.json").read_text())["history"], key=lambda r: r["val_m@B"])
+    dataset = make_dataset("synthetic")
+    photos, sketch_photo = dataset.photos("train"), dataset.photo_index("train")
+    val_photo_ids = np.flatnonzero(validation_mask([p.instance for p in photos], cfg.val_fraction,
+                                                   cfg.val_min_photos))
+    val_sketch_ids = np.flatnonzero(np.isin(sketch_photo, val_photo_ids))
+    assert 0 < len(val_sketch_ids) <= cfg.val_sketches  # every validation sketch is scored
+    rasters = _validation_rasters(b, dataset.sketches("train"), val_sketch_ids, cfg.steps)
+    step = np.tile(np.arange(cfg.steps), len(val_sketch_ids))
+    gallery = b.photo_embeddings(dataset.load_photos([photos[i] for i in val_photo_ids], b.photo_size))
+    true = np.repeat(np.searchsorted(val_photo_ids, sketch_photo[val_sketch_ids]), cfg.steps)
+    ranks = ranks_from_embeddings(b.queries(b.sketch_features(rasters, step=step), step=step), gallery, true)
+    assert 100 * m_at_b(ranks.reshape(-1, cfg.steps)) == pytest.approx(best["val_m@B"], abs=1e-4)
