@@ -47,6 +47,7 @@ def run_main_job(args: argparse.Namespace) -> int:
     record = read_json(Path(cfg.out) / "history.json")
     summary = {"command": "sketch-env " + " ".join(getattr(args, "argv", None) or ["run"]),
                "dataset": args.dataset, "root": args.root, "backend": args.backend, "seed": args.seed,
+               "machine": _machine(),
                "backend_training": record["training"] | {"cut_short": record["cut_short"],
                                                           "seconds": record["history"][-1]["elapsed"]},
                "backend_checkpoint": str(checkpoint),
@@ -59,6 +60,20 @@ def run_main_job(args: argparse.Namespace) -> int:
     write_json(out / "summary.json", summary)
     print(f"[run] total {summary['minutes']['total']:.1f} min; summary: {out / 'summary.json'}")
     return 0
+
+
+def _machine() -> dict:
+    """Where the run ran: the same seed repeats its figures bit for bit on one machine, not always on another."""
+    import os
+    import platform
+
+    import numpy as np
+    import torch
+
+    from sketch_env.device import machine_name
+
+    return {"processor": machine_name(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "numpy": np.__version__}
 
 
 def _figures(row: dict) -> dict:

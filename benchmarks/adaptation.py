@@ -48,13 +48,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import command_line, machine_name, mean_ci, run_cwd, thread_env, write_readme
+from benchmarks.common import command_line, mean_ci, run_cwd, thread_env, write_readme
 from benchmarks.executor import GridRun, Input, add_executor_args, executor_options, run_grid
 from embeddings.base import load_backend
 from embeddings.meta import fine_tune
 from embeddings.meta_train import adaptation_tasks, evaluate_adaptation, split_rasters
 from sketch_env.cache import write_csv, write_text
 from sketch_env.datasets import make_dataset
+from sketch_env.device import machine_name
 
 OFF = {"domain_weight": 0, "category_weight": 0, "intermediate_weight": 0, "semantic_weight": 0}
 

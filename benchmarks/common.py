@@ -9,7 +9,6 @@ import csv
 import json
 import math
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -22,9 +21,10 @@ import numpy as np
 
 from benchmarks.executor import GridRun, Input, add_executor_args
 from sketch_env.cache import write_csv, write_text
+from sketch_env.device import machine_name
 from sketch_env.envs.registration import DATASET_ENV_IDS as ENV_IDS
 
-__all__ = ["ROOT", "machine_name", "add_root_arg", "mean_ci", "runs_folder", "thread_env", "run_cwd", "command_line",
+__all__ = ["ROOT", "add_root_arg", "mean_ci", "runs_folder", "thread_env", "run_cwd", "command_line",
            "write_readme", "COLUMNS", "rl_grid_run", "train_and_evaluate_rl", "fast_group_run", "train_fast_group",
            "evaluate_run", "backend_label", "write_results", "add_run_args", "parse_run_args"]
 
@@ -35,24 +35,6 @@ COLUMNS = ("m@A", "m@B", "A@5", "A@10")
 ROOT = Path(__file__).resolve().parents[1]
 
 T = TypeVar("T")
-
-
-def machine_name() -> str:
-    """The processor's model and architecture, e.g. ``"AMD EPYC (x86_64)"``: from ``/proc/cpuinfo``'s ``model
-    name`` on Linux, else ``platform.processor()``. A report names it because training is bit-for-bit
-    repeatable on one processor model, not across models (their math kernels round differently)."""
-    model = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f.read(1 << 20).splitlines():  # bounded: the first MiB has every core's model name
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = " ".join(value.split())
-                    break
-    except OSError:
-        pass
-    model = model or platform.processor()
-    return f"{model} ({platform.machine()})" if model and model != platform.machine() else platform.machine()
 
 
 def mean_ci(values: Iterable[float]) -> tuple[float, float]:

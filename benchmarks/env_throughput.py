@@ -39,9 +39,10 @@ if "--threads" in sys.argv:  # must be set before numpy and torch load their thr
 import gymnasium as gym
 import numpy as np
 
-from benchmarks.common import command_line, machine_name, write_readme
+from benchmarks.common import command_line, write_readme
 from sketch_env import metrics
 from sketch_env.cache import write_csv, write_text
+from sketch_env.device import machine_name
 from sketch_env.envs import kendall
 from sketch_env.envs.data import RetrievalData
 from sketch_env.envs.retrieval import OnTheFlyRetrievalEnv

@@ -1,5 +1,7 @@
-"""How fast this machine is, and how fast the B1 sketch branch runs on it: the figures to scale the
-README's times by, and the side-by-side comparison behind the feature-caching settings.
+"""How fast this machine is, and how fast the B1 sketch branch runs on it: the figures a report names its
+machine by, and the side-by-side comparison behind the feature-caching settings. They compare days of one
+processor model, not models: an Intel Xeon whose matrix product ran 1.9x as fast as an AMD EPYC's ran the
+kanji main job 1.4x as slow (``benchmarks/results/main_job-kanji/``).
 
     python -m benchmarks.machine                 # all three parts
     python -m benchmarks.machine --parts matmul
@@ -25,8 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import machine_name
 from sketch_env.cache import write_text
+from sketch_env.device import machine_name
 
 __all__ = ["main", "matmul_gflops", "forward_rates"]
 

@@ -37,7 +37,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bar in the middle of t
 import cv2
 import numpy as np
 
-from benchmarks.common import command_line, machine_name, write_readme
+from benchmarks.common import command_line, write_readme
+from sketch_env.device import machine_name
 from sketch_env.render import RenderConfig, render_progressive_batch
 from sketch_env.schedule import PointSchedule
 from sketch_env.sketch import Sketch

@@ -54,9 +54,10 @@ from agents.stroke_order import (
     strokes_to_top,
     train_sketcher,
 )
-from benchmarks.common import add_root_arg, command_line, machine_name, mean_ci, write_readme
+from benchmarks.common import add_root_arg, command_line, mean_ci, write_readme
 from sketch_env import stroke_order_v0
 from sketch_env.cache import write_csv, write_text
+from sketch_env.device import machine_name
 from sketch_env.envs.stroke_order import StrokeOrderParallelEnv
 
 TOPS = (1, 5, 10)

@@ -16,6 +16,17 @@ def test_main_job_trains_the_backend_then_ppo_and_compares_them(tmp_path, env_ca
     assert "frozen B1" in text and "RL (ppo-a-clip)" in text
     assert (out / "eval-rl" / "curves.png").stat().st_size > 0
     assert (out / "agents" / "synthetic-b1" / "ppo-a-clip-s0" / "best.zip").exists()
+    # the summary says where it ran: the same seed repeats its figures bit for bit on one machine only
+    import json
+    import os
+
+    import torch
+
+    from sketch_env.device import machine_name
+
+    machine = json.loads((out / "summary.json").read_text())["machine"]
+    assert machine["processor"] == machine_name() and machine["cpus"] == os.cpu_count()
+    assert machine["torch"] == torch.__version__
 
 
 def test_main_job_on_a_tiny_qmul_dataset_uses_the_real_photo_settings(tmp_path, env_cache, capsys):

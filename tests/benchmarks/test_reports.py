@@ -200,6 +200,7 @@ def test_a_report_names_the_processor_it_ran_on(tmp_path, monkeypatch):
     import platform
 
     from benchmarks import common
+    from sketch_env.device import machine_name
 
     real_open = open
 
@@ -209,6 +210,6 @@ def test_a_report_names_the_processor_it_ran_on(tmp_path, monkeypatch):
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", fake_open)
-    assert common.machine_name() == f"AMD EPYC 9R14 ({platform.machine()})"
+    assert machine_name() == f"AMD EPYC 9R14 ({platform.machine()})"
     text = common.write_readme(tmp_path, "t", "python -m benchmarks.x", "body", seconds=60).read_text()
     assert f"AMD EPYC 9R14 ({platform.machine()}), {os.cpu_count()} CPUs" in text
