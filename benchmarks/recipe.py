@@ -35,6 +35,8 @@ from sketch_env.cache import write_csv
 __all__ = ["VARIANTS", "main"]
 
 COLUMNS = ("A@1", "A@5", "A@10", "m@A", "m@B")
+#: the figures whose change from the default a row reports (the paper's targets)
+DELTAS = ("A@5", "A@10", "m@A", "m@B")
 
 #: row -> (what it changes: TrainConfig fields, ``backend_options`` merged into the backend's)
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -104,8 +106,8 @@ def write_report(rows: list[dict], args: argparse.Namespace, out: Path, seconds:
               header=["variant", "seed", "gallery_size", *COLUMNS, "gradient_steps", "train_seconds"])
     by = {(r["variant"], r["seed"]): r for r in rows}
     seeds = sorted({r["seed"] for r in rows})
-    lines = ["| row | " + " | ".join(COLUMNS) + " | Δ m@B | Δ A@5 | steps | train min |",
-             "| --- |" + " ---: |" * (len(COLUMNS) + 4)]
+    lines = ["| row | " + " | ".join(COLUMNS) + " | " + " | ".join(f"Δ {c}" for c in DELTAS) + " | steps | train min |",
+             "| --- |" + " ---: |" * (len(COLUMNS) + len(DELTAS) + 2)]
     for variant in dict.fromkeys(r["variant"] for r in rows):
         mine = [by[(variant, s)] for s in seeds if (variant, s) in by]
         cells = []
@@ -113,10 +115,12 @@ def write_report(rows: list[dict], args: argparse.Namespace, out: Path, seconds:
             mean, half = mean_ci([float(r["result"][c]) for r in mine])
             cells.append(f"{mean:.1f} ± {half:.1f}" if len(mine) > 1 else f"{mean:.1f}")
         deltas = []
-        for c in ("m@B", "A@5"):
-            pairs = [(float(r["result"][c]), float(by[("default", r["seed"])]["result"][c])) for r in mine
+        for c in DELTAS:  # paired by seed: the seeds' spread is common to both rows and cancels
+            diffs = [float(r["result"][c]) - float(by[("default", r["seed"])]["result"][c]) for r in mine
                      if ("default", r["seed"]) in by]
-            deltas.append("" if variant == "default" or not pairs else f"{np.mean([a - b for a, b in pairs]):+.1f}")
+            mean, half = mean_ci(diffs) if diffs else (0.0, 0.0)
+            deltas.append("" if variant == "default" or not diffs else
+                          f"{mean:+.1f} ± {half:.1f}" if len(diffs) > 1 else f"{mean:+.1f}")
         minutes = np.mean([r["train_seconds"] for r in mine]) / 60
         lines.append(f"| {variant} | " + " | ".join(cells) + f" | {' | '.join(deltas)} | "
                      f"{mine[0]['training']['gradient_steps']} | {minutes:.1f} |")
@@ -124,8 +128,9 @@ def write_report(rows: list[dict], args: argparse.Namespace, out: Path, seconds:
     notes = (f"{args.jobs} run(s) at a time; {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), mean ± 95 % "
              f"t-interval over seeds where more than one. Frozen B1 on the test split "
              f"({rows[0]['result']['gallery_size']} photos), S = {args.steps} steps; Δ = the row minus the default "
-             "row, same seeds; train min = training time per run, validation excluded, with the runs sharing the "
-             "machine as stated. `recipe.csv` has one row per variant and seed.")
+             "row, seed by seed (mean ± 95 % t-interval of those differences where more than one); train min = "
+             "training time per run, validation excluded, with the runs sharing the machine as stated. "
+             "`recipe.csv` has one row per variant and seed.")
     write_readme(out, f"The training recipe on {args.dataset}: one choice at a time",
                  command_line("recipe", args.argv), table, seconds=seconds, notes=notes, files=["recipe.csv"])
     return table

@@ -30,3 +30,27 @@ def test_each_row_trains_with_its_one_change_and_the_report_gives_deltas(tmp_pat
     with open(tmp_path / "out" / "recipe.csv") as f:
         assert [r["variant"] for r in csv.DictReader(f)] == ["default", "photos as edge maps", "mirrored pairs",
                                                                  "weight average"]
+
+
+def test_the_deltas_are_paired_by_seed_with_their_interval(tmp_path):
+    """Each Δ is the mean of the seed-by-seed differences from the default and their 95 % t-interval: two
+    rows whose figures swing together over seeds differ by the same amount at every seed, so the interval is
+    0 however wide the rows' own intervals are."""
+    import argparse
+
+    from benchmarks.common import mean_ci
+    from benchmarks.recipe import write_report
+
+    def row(variant, seed, base):
+        figures = {c: base + 4.0 * seed for c in ("A@1", "A@5", "A@10", "m@A", "m@B")}
+        return {"variant": variant, "seed": seed, "result": figures | {"gallery_size": 10},
+                "training": {"gradient_steps": 4}, "train_seconds": 1.0}
+
+    rows = [row("default", s, 50.0) for s in range(3)] + [row("no mirrored pairs", s, 48.0) for s in range(3)]
+    args = argparse.Namespace(jobs=1, steps=20, dataset="synthetic", argv=["--seeds", "0", "1", "2"])
+    table = write_report(rows, args, tmp_path, seconds=1.0)
+    line = next(r for r in table.splitlines() if r.startswith("| no mirrored pairs |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[1] == "{:.1f} ± {:.1f}".format(*mean_ci([48.0, 52.0, 56.0]))  # the row's own spread
+    assert cells[6:10] == ["-2.0 ± 0.0"] * 4  # Δ A@5, A@10, m@A, m@B: the spread cancels
+    assert "| row | A@1 | A@5 | A@10 | m@A | m@B | Δ A@5 | Δ A@10 | Δ m@A | Δ m@B |" in table
