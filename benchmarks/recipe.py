@@ -108,19 +108,21 @@ def write_report(rows: list[dict], args: argparse.Namespace, out: Path, seconds:
     seeds = sorted({r["seed"] for r in rows})
     lines = ["| row | " + " | ".join(COLUMNS) + " | " + " | ".join(f"Δ {c}" for c in DELTAS) + " | steps | train min |",
              "| --- |" + " ---: |" * (len(COLUMNS) + len(DELTAS) + 2)]
+
+    def cell(values: list[float], signed: bool = False) -> str:
+        """The mean, and its 95 % t-interval where there is more than one value."""
+        mean, half = mean_ci(values)
+        number = f"{mean:+.1f}" if signed else f"{mean:.1f}"
+        return f"{number} ± {half:.1f}" if len(values) > 1 else number
+
     for variant in dict.fromkeys(r["variant"] for r in rows):
         mine = [by[(variant, s)] for s in seeds if (variant, s) in by]
-        cells = []
-        for c in COLUMNS:
-            mean, half = mean_ci([float(r["result"][c]) for r in mine])
-            cells.append(f"{mean:.1f} ± {half:.1f}" if len(mine) > 1 else f"{mean:.1f}")
+        cells = [cell([float(r["result"][c]) for r in mine]) for c in COLUMNS]
         deltas = []
         for c in DELTAS:  # paired by seed: the seeds' spread is common to both rows and cancels
             diffs = [float(r["result"][c]) - float(by[("default", r["seed"])]["result"][c]) for r in mine
                      if ("default", r["seed"]) in by]
-            mean, half = mean_ci(diffs) if diffs else (0.0, 0.0)
-            deltas.append("" if variant == "default" or not diffs else
-                          f"{mean:+.1f} ± {half:.1f}" if len(diffs) > 1 else f"{mean:+.1f}")
+            deltas.append("" if variant == "default" or not diffs else cell(diffs, signed=True))
         minutes = np.mean([r["train_seconds"] for r in mine]) / 60
         lines.append(f"| {variant} | " + " | ".join(cells) + f" | {' | '.join(deltas)} | "
                      f"{mine[0]['training']['gradient_steps']} | {minutes:.1f} |")
