@@ -1,15 +1,17 @@
 """How fast this machine is, and how fast the B1 sketch branch runs on it: the figures a report names its
 machine by, and the side-by-side comparison behind the feature-caching settings. They compare days of one
-processor model, not models: an Intel Xeon whose matrix product ran 1.9x as fast as an AMD EPYC's ran the
+machine, not machines: an Intel Xeon whose matrix product ran 1.9x as fast as an AMD EPYC's ran the
 kanji main job 1.4x as slow (``benchmarks/results/main_job-kanji/``).
 
-    python -m benchmarks.machine                 # all three parts
+    python -m benchmarks.machine                 # all four parts
     python -m benchmarks.machine --parts matmul
 
 * ``matmul``: fp32 (and bf16) matrix-product GFLOP/s with torch's threads, the machine's compute limit;
 * ``forward``: rasters/s and GFLOP/s of the B1 sketch branch's forward pass (64 px, the feature caching of
   every (sketch, step)) for the variants measured side by side: batch sizes, ``channels_last``, bf16
   autocast, ``torch.compile``; each against the matmul limit;
+* ``train``: seconds per B1 training step in fp32 and bf16 autocast, each in the default and the channels-last
+  memory layout, taking turns (the side-by-side figures behind ``TrainConfig.channels_last``);
 * ``busy``: a training step loop alone, then beside one other CPU-bound process, with the thread settings
   the package uses (``sketch_env.threads``) and with torch's defaults: a busy machine should slow a run
   proportionally (about 2x on 2 cores), not tenfold.
@@ -30,7 +32,7 @@ from pathlib import Path
 from sketch_env.cache import write_text
 from sketch_env.device import machine_name
 
-__all__ = ["main", "matmul_gflops", "forward_rates"]
+__all__ = ["main", "matmul_gflops", "forward_rates", "train_step_times", "TRAIN_VARIANTS"]
 
 def matmul_gflops(dtype: str = "float32", n: int = 1024, seconds: float = 2.0) -> float:
     import torch
@@ -159,6 +161,58 @@ def _step_loop(steps: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
+#: the training step's variants ``train_step_times`` measures: (name, channels_last, bf16 autocast)
+TRAIN_VARIANTS = (("fp32, contiguous", False, False), ("fp32, channels-last (the default)", True, False),
+                  ("bf16 autocast, contiguous", False, True), ("bf16 autocast, channels-last", True, True))
+
+
+def train_step_times(steps: int = 20, rounds: int = 3, warmup: int = 3) -> list[dict]:
+    """Seconds per B1 training step (batch 64, 64 px, forward of both branches, triplet loss, backward,
+    AdamW) for each of :data:`TRAIN_VARIANTS`, in this process, the variants taking turns for ``rounds``
+    rounds of ``steps`` steps (after ``warmup`` steps each); each variant's median round, and its speed
+    against the first variant's."""
+    import statistics
+
+    import torch
+
+    from embeddings.base import make_backend
+    from embeddings.losses import batch_all_triplet_loss
+    from embeddings.train import set_memory_format
+
+    torch.manual_seed(0)
+    b = make_backend("b1")
+    b.train()
+    opt = torch.optim.AdamW(list(b.parameters()), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    sk = (torch.rand(64, 1, 64, 64, generator=gen) > 0.95).float()  # sparse, like strokes and edge maps
+    ph = (torch.rand(64, 1, 64, 64, generator=gen) > 0.9).float()
+
+    def run(channels_last: bool, bf16: bool, n: int) -> float:
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        set_memory_format(b, layout)
+        x, y = sk.contiguous(memory_format=layout), ph.contiguous(memory_format=layout)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                s, p = b.sketch_branches[0](x), b.photo_branch(y)
+            loss, _ = batch_all_triplet_loss(s.float(), p.float(), 0.2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return (time.perf_counter() - t0) / n
+
+    times: dict[str, list[float]] = {name: [] for name, _, _ in TRAIN_VARIANTS}
+    for _, cl, bf16 in TRAIN_VARIANTS:  # warm-up: each layout's kernels chosen once
+        run(cl, bf16, warmup)
+    for _ in range(rounds):
+        for name, cl, bf16 in TRAIN_VARIANTS:
+            times[name].append(run(cl, bf16, steps))
+    set_memory_format(b, torch.contiguous_format)
+    base = statistics.median(times[TRAIN_VARIANTS[0][0]])
+    return [{"name": name, "seconds": statistics.median(times[name]), "rounds": times[name],
+             "speed": base / statistics.median(times[name])} for name, _, _ in TRAIN_VARIANTS]
+
+
 def busy_slowdown(steps: int = 30) -> list[dict]:
     """The step loop alone and beside a CPU hog, in fresh processes, with the package's thread settings and
     with torch's defaults."""
@@ -190,7 +244,8 @@ def busy_slowdown(steps: int = 30) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", nargs="+", default=["matmul", "forward", "busy"], choices=["matmul", "forward", "busy"])
+    parts = ["matmul", "forward", "train", "busy"]
+    p.add_argument("--parts", nargs="+", default=parts, choices=parts)
     p.add_argument("--seconds", type=float, default=3.0, help="per measurement")
     p.add_argument("--out", default="benchmarks/results/machine")
     args = p.parse_args(argv)
@@ -222,6 +277,17 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             share = f"{100 * r['gflops'] / limit:.0f} %" if limit else "-"
             lines.append(f"| {r['name']} | {r['rasters_per_s']:,.0f} | {r['gflops']:.1f} | {share} |")
+        lines.append("")
+    if "train" in args.parts:
+        steps, rounds = 20, 3
+        lines += ["## A B1 training step: memory layout and precision", "",
+                  f"B1, batch 64, 64 px (both branches forward, the triplet loss, backward, AdamW), seconds per step: "
+                  f"the variants took turns in this process, {rounds} rounds of {steps} steps; the median round, "
+                  "and the speed against fp32 in the contiguous layout (`TrainConfig.channels_last`, `precision`).",
+                  "", "| variant | s per step | rounds (s) | speed |", "| --- | ---: | --- | ---: |"]
+        for r in train_step_times(steps, rounds):
+            spread = ", ".join(f"{s:.3f}" for s in r["rounds"])
+            lines.append(f"| {r['name']} | {r['seconds']:.3f} | {spread} | {r['speed']:.2f}x |")
         lines.append("")
     if "busy" in args.parts:
         lines += ["## A training step beside another CPU-bound process", "",

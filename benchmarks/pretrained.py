@@ -10,7 +10,7 @@ folder): the command, the training data and split, the configuration, the SHA-25
 figures on the test split, in full and on a fixed subset of its sketches (every photo of the gallery) that
 ``tests/test_pretrained.py`` recomputes. Rerunning the command reproduces the checkpoints' weights bit
 for bit on the same machine (the file's SHA-256 still changes, since the training history records wall
-seconds); on another processor the weights differ in the last float digits (about 1e-6 after 60 steps of
+seconds); on another machine the weights differ in the last float digits (about 1e-6 after 60 steps of
 the synthetic B1), which longer training can grow into differences of a point or more in the figures. The
 agent is trained on the env id a user makes, from the backend shipped just before it, so it needs nothing
 that is not shipped.

@@ -60,7 +60,7 @@ from sketch_env.sketch import Sketch
 from sketch_env.threads import usable_cores
 
 __all__ = ["TrainConfig", "TripletSampler", "train_backend", "resolve_device", "validation_mask", "validation_keys",
-           "rng_state", "set_rng_state", "read_last", "PHOTO_KINDS", "resolve_training"]
+           "rng_state", "set_rng_state", "read_last", "PHOTO_KINDS", "resolve_training", "set_memory_format"]
 
 
 #: what each kind of photo is trained with, unless set explicitly: backend options (``photo_preprocess``,
@@ -217,6 +217,14 @@ class WeightAverage:
             with torch.no_grad():
                 for p, w in zip(self.params, live):
                     p.copy_(w)
+
+
+def set_memory_format(backend: TripletBackend, layout: torch.memory_format) -> None:
+    """Put every convolution weight of ``backend`` (its sketch branches and photo branch) in ``layout``, in
+    place: ``torch.channels_last`` or ``torch.contiguous_format``. A state dict saved from either layout loads
+    into either."""
+    for module in [*backend.sketch_branches, backend.photo_branch]:
+        module.to(memory_format=layout)
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
@@ -381,6 +389,8 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
     elif backend.per_step:
         raise ConfigError("B3 trains its per-step models from a B1 checkpoint: pass backend option init_from=PATH")
     backend.to(device)
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    set_memory_format(backend, layout)
 
     records = dataset.sketches("train")
     photos = dataset.photos("train")
@@ -444,9 +454,10 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
     ckpt = read_resume_file(last, read_last)
     if ckpt is not None:
         # a key missing from the stored run counts as its default then; runs stored before the weight
-        # average existed trained the raw weights (0.0), not "by photo kind" (None)
+        # average existed trained the raw weights (0.0), not "by photo kind" (None); those stored before the
+        # memory layout was an option trained on contiguous tensors
         check_resume(last, json.loads(ckpt["run_config"]), run_config,
-                     defaults={"train": asdict(TrainConfig()) | {"ema_horizon": 0.0}},
+                     defaults={"train": asdict(TrainConfig()) | {"ema_horizon": 0.0, "channels_last": False}},
                      ignore=("train.minutes", "train.progress"))  # a resumed run may get another cap
         backend.load_state_dict(ckpt["backend"])
         state = json.loads(ckpt["state"])
@@ -457,6 +468,7 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
             holef.load_state_dict(ckpt["holef"])
         set_rng_state(rng, ckpt["rng"])
         backend.to(device)
+        set_memory_format(backend, layout)
         averaged = make_average(state["model"])
         if averaged is not None:
             averaged.average = [t.to(device) for t in _model_average(ckpt["average"], averaged, backend, last)]
@@ -541,12 +553,13 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
             group["lr"] = _cosine_lr(cfg.lr, state["step"] / per_model)
         sk, ph = sampler.batch(ids, rng, per_model_steps[k] if backend.per_step else None)
         with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-            s_emb = backend.sketch_branches[k](raster_tensor(sk, device))
+            s_emb = backend.sketch_branches[k](raster_tensor(sk, device).contiguous(memory_format=layout))
+            ph_in = raster_tensor(ph, device).contiguous(memory_format=layout)
             if backend.per_step:
                 with torch.no_grad():
-                    p_emb = backend.photo_branch(raster_tensor(ph, device))
+                    p_emb = backend.photo_branch(ph_in)
             else:
-                p_emb = backend.photo_branch(raster_tensor(ph, device))
+                p_emb = backend.photo_branch(ph_in)
         # the loss in float32: the triplet distances are differences of nearby numbers
         loss, active = batch_all_triplet_loss(s_emb.float(), p_emb.float(), backend.config["margin"], holef)
         if holef is not None:

@@ -194,7 +194,7 @@ def test_the_checker_catches_a_wrong_figure():
 
 
 def test_a_report_names_the_processor_it_ran_on(tmp_path, monkeypatch):
-    """Training repeats bit for bit on one processor model only, so the report header names the model."""
+    """Training repeats bit for bit on one machine only, so the report header names the processor it ran on."""
     import io
     import os
     import platform

@@ -48,6 +48,35 @@ def test_training_learns_and_resumes_after_a_kill(tmp_path):
     assert straight.exists()
 
 
+def test_channels_last_training_resumes_exactly_and_trains_the_same_function(tmp_path):
+    import json
+
+    cfg = _tiny_train(tmp_path, epochs=3, channels_last=True)
+    train_backend(cfg, stop_after=1)
+    resumed = load_backend(train_backend(cfg))
+    straight = load_backend(train_backend(_tiny_train(tmp_path / "straight", epochs=3, channels_last=True)))
+    for key, value in straight.photo_branch.state_dict().items():
+        torch.testing.assert_close(resumed.photo_branch.state_dict()[key], value, rtol=0, atol=0)
+    # the other layout runs other kernels: after one step, the same function up to float rounding (compared
+    # by output: Adam's first step moves a weight whose gradient is rounding noise, such as the attention
+    # score's bias under the softmax, by a full learning rate either way)
+    one = {"epochs": None, "gradient_steps": 1, "eval_every": 1}
+    last = load_backend(train_backend(_tiny_train(tmp_path / "one-cl", channels_last=True, **one)))
+    contiguous = load_backend(train_backend(_tiny_train(tmp_path / "one", channels_last=False, **one)))
+    x = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(last.photo_branch.eval()(x), contiguous.photo_branch.eval()(x), rtol=0, atol=1e-5)
+        assert not torch.allclose(last.photo_branch(x), straight.photo_branch.eval()(x), atol=1e-3)  # it trained
+    ckpt = torch.load(tmp_path / "b1" / "last.pt", weights_only=True)  # saved as trained, strides and all
+    trained = ckpt["backend"]["photo_branch"]["backbone.body.1.0.weight"]
+    assert trained.is_contiguous(memory_format=torch.channels_last) and not trained.is_contiguous()
+    assert json.loads(ckpt["run_config"])["train"]["channels_last"] is True
+    conv = straight.photo_branch.backbone.body[1][0].weight
+    assert conv.is_contiguous()  # a loaded checkpoint is in the contiguous layout whatever it was trained in
+    with pytest.raises(ValueError, match="channels_last"):  # a layout is part of the run
+        train_backend(_tiny_train(tmp_path, epochs=3, channels_last=False))
+
+
 def test_resume_refuses_a_different_configuration(tmp_path):
     train_backend(_tiny_train(tmp_path, epochs=1))
     with pytest.raises(ValueError, match="different configuration"):
