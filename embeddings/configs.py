@@ -86,7 +86,7 @@ class TrainConfig:
     AVX512-BF16, a CUDA GPU with bf16; else fp32)"""
     channels_last: bool = True
     """run the training step's convolutions on channels-last tensors (``N, H, W, C`` in memory): the same
-    computation up to float rounding, on faster kernels (a B1 step 1.23x as fast on a 2-core AMD EPYC,
+    computation up to float rounding, on faster kernels (a B1 step 1.25x as fast on a 2-core AMD EPYC,
     ``python -m benchmarks.machine --parts train``; Chair-V2 B1 over 3 seeds within the intervals of the
     contiguous layout's, ``benchmarks/results/recipe-chairv2-speed``); False: the contiguous layout"""
     progress: bool = True

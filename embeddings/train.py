@@ -422,7 +422,7 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
     eval_every = cfg.eval_every or (steps_per_epoch if cfg.epochs is not None else max(1, per_model // 20))
     holef = HOLEFDistance(backend.embed_dim).to(device) if backend.config["loss"] == "holef" else None
     autocast = resolve_precision(cfg.precision, device)
-    training = chosen | {"gradient_steps": per_model * models, "batch_size": batch,
+    training = chosen | {"channels_last": cfg.channels_last, "gradient_steps": per_model * models, "batch_size": batch,
                          "steps_per_epoch": steps_per_epoch,
                          "epochs": round(per_model * batch / len(train_photo_ids), 2), "eval_every": eval_every,
                          "train_photos": len(train_photo_ids), "val_photos": len(val_photo_ids)}
@@ -454,11 +454,12 @@ def _train_locked(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devic
     ckpt = read_resume_file(last, read_last)
     if ckpt is not None:
         # a key missing from the stored run counts as its default then; runs stored before the weight
-        # average existed trained the raw weights (0.0), not "by photo kind" (None); those stored before the
-        # memory layout was an option trained on contiguous tensors
+        # average existed trained the raw weights (0.0), not "by photo kind" (None). The memory layout is how
+        # the same computation runs, like the machine: a run may resume in the other one (runs stored before
+        # the option existed trained contiguous)
         check_resume(last, json.loads(ckpt["run_config"]), run_config,
-                     defaults={"train": asdict(TrainConfig()) | {"ema_horizon": 0.0, "channels_last": False}},
-                     ignore=("train.minutes", "train.progress"))  # a resumed run may get another cap
+                     defaults={"train": asdict(TrainConfig()) | {"ema_horizon": 0.0}},
+                     ignore=("train.minutes", "train.progress", "train.channels_last"))  # and another cap
         backend.load_state_dict(ckpt["backend"])
         state = json.loads(ckpt["state"])
         state["cut_short"] = False  # this call may finish it

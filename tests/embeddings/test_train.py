@@ -73,8 +73,22 @@ def test_channels_last_training_resumes_exactly_and_trains_the_same_function(tmp
     assert json.loads(ckpt["run_config"])["train"]["channels_last"] is True
     conv = straight.photo_branch.backbone.body[1][0].weight
     assert conv.is_contiguous()  # a loaded checkpoint is in the contiguous layout whatever it was trained in
-    with pytest.raises(ValueError, match="channels_last"):  # a layout is part of the run
-        train_backend(_tiny_train(tmp_path, epochs=3, channels_last=False))
+
+
+def test_a_run_stored_before_the_layout_option_resumes_in_the_default_layout(tmp_path):
+    import json
+
+    cfg = _tiny_train(tmp_path, epochs=2, channels_last=False)
+    train_backend(cfg, stop_after=1)
+    last = tmp_path / "b1" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    stored = json.loads(ckpt["run_config"])
+    del stored["train"]["channels_last"]  # as such runs were written (contiguous)
+    torch.save(ckpt | {"run_config": json.dumps(stored)}, last)
+    train_backend(_tiny_train(tmp_path, epochs=2))  # the same computation in the other layout: it resumes
+    assert json.loads(torch.load(last, weights_only=True)["state"])["epoch"] == 2
+    with pytest.raises(ValueError, match="different configuration"):  # what is trained still counts
+        train_backend(_tiny_train(tmp_path, epochs=2, lr=0.5))
 
 
 def test_resume_refuses_a_different_configuration(tmp_path):
